@@ -1,0 +1,793 @@
+//! What inference pods link: open a stream, receive frames without a copy.
+//!
+//! A [`Subscriber`] maps the ring file read-only, registers with the
+//! producer over the stream's Unix socket for its own lease page, and hands
+//! out [`Frame`] guards: metadata plus a `&[u8]` straight into the shared
+//! mapping, held (not overwritten) until the guard drops. Everything read
+//! from the mapping is validated first; a hostile or broken file gives an
+//! error, never a panic.
+//!
+//! Producer restarts, rolling updates and geometry changes are handled
+//! inside `recv`: the subscriber re-registers (keeping its holds), remaps a
+//! replaced file, and tells the caller what happened through [`Frame::gap`],
+//! [`RecvError::Stale`] and [`RecvError::FormatChanged`], none of which end
+//! the stream.
+
+#[cfg(feature = "async")]
+mod asynch;
+#[cfg(feature = "async")]
+pub use asynch::AsyncSubscriber;
+
+use crate::ring::layout::{LayoutError, StreamFormat, USER_META_BYTES};
+use crate::ring::mem::{LeaseMap, MapError, RingMap, STATE_LIVE, STATE_SUPERSEDED};
+use crate::ring::protocol::{self, Hold, LeaseWords, RingWords};
+use crate::ring::socket::{connect_reader, HandshakeError, REJECT_FULL};
+use crate::ring::{mono_ns, paths, Header};
+use crate::sync::atomic::{AtomicU32, Ordering};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Which frames a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Every frame, in order; a reader that falls behind gets
+    /// [`RecvError::Lagged`] with the exact number it missed.
+    #[default]
+    EveryFrame,
+    /// Only the newest frame at each call; frames in between are skipped
+    /// on purpose (counted in [`Frame::skipped`]).
+    LatestOnly,
+}
+
+/// How to open a stream.
+#[derive(Debug, Clone)]
+pub struct SubscriberOptions {
+    /// Ring directory (default `/run/camux`).
+    pub dir: PathBuf,
+    /// Stream name.
+    pub stream: String,
+    /// Every frame or latest only.
+    pub mode: Mode,
+    /// How long a handshake with the producer may take (default 2 s).
+    pub handshake_timeout: Duration,
+}
+
+impl SubscriberOptions {
+    /// Every-frame options for `stream` in `/run/camux`.
+    pub fn new(stream: impl Into<String>) -> Self {
+        SubscriberOptions {
+            dir: PathBuf::from("/run/camux"),
+            stream: stream.into(),
+            mode: Mode::EveryFrame,
+            handshake_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets the ring directory.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = dir.into();
+        self
+    }
+
+    /// Sets the mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+/// Why a stream could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The stream name is not a valid file name.
+    #[error("{0}")]
+    InvalidName(String),
+    /// No ring file: the producer has not created it (or the directory is not mounted).
+    #[error("no ring at {path}: is the camux daemon publishing stream {stream:?} on this node, and is its directory mounted here?")]
+    NotFound {
+        /// The ring path.
+        path: PathBuf,
+        /// The stream.
+        stream: String,
+    },
+    /// The ring file exists but is not a valid ring.
+    #[error("{path}: {source}")]
+    Format {
+        /// The ring path.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: LayoutError,
+    },
+    /// An OS error on the ring file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The ring path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The producer refused to register us.
+    #[error(transparent)]
+    Handshake(HandshakeError),
+}
+
+/// Why `recv` returned without a frame. Only [`RecvError::is_fatal`] errors
+/// end a stream; the others report an event and the next call continues.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// This every-frame reader fell behind: exactly this many frames were
+    /// overwritten before it could read them. The next call returns the
+    /// oldest frame still in the ring.
+    #[error("lagged: {0} frames missed")]
+    Lagged(u64),
+    /// Nothing arrived within the timeout.
+    #[error("timed out")]
+    Timeout,
+    /// `try_recv`: no frame is ready.
+    #[error("no frame ready")]
+    Empty,
+    /// The producer has given no sign of life for `since` (more than two
+    /// heartbeats). Reported once; keep calling to wait for its return.
+    #[error("producer stale: no heartbeat for {since:?}")]
+    Stale {
+        /// Time since the last heartbeat.
+        since: Duration,
+    },
+    /// The ring was replaced by one of another format or geometry; the
+    /// subscriber has remapped it, and the next call returns new frames.
+    #[error("stream format changed")]
+    FormatChanged {
+        /// The format before.
+        old: StreamFormat,
+        /// The format now.
+        new: StreamFormat,
+    },
+    /// Every hold entry is in use: drop some frames first.
+    #[error("hold limit reached: this reader already holds {limit} frames")]
+    HoldLimit {
+        /// The limit the producer set.
+        limit: u32,
+    },
+    /// The ring holds data that breaks the format (a bug or a hostile writer).
+    #[error("corrupt ring: {0}")]
+    Corrupt(#[source] LayoutError),
+    /// The producer refused this reader for good (too many readers).
+    #[error(transparent)]
+    Refused(HandshakeError),
+    /// The replaced ring could not be reopened.
+    #[error(transparent)]
+    Reopen(OpenError),
+}
+
+impl RecvError {
+    /// Whether the error ends the stream (the caller should stop or reopen).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, RecvError::Corrupt(_) | RecvError::Refused(_))
+    }
+}
+
+/// Metadata of a received frame (validated against the ring).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Ring sequence number (continues across producer restarts).
+    pub seq: u64,
+    /// Capture time, CLOCK_MONOTONIC ns.
+    pub capture_mono_ns: u64,
+    /// Capture time, CLOCK_REALTIME ns.
+    pub capture_real_ns: u64,
+    /// Publish time, CLOCK_MONOTONIC ns.
+    pub publish_mono_ns: u64,
+    /// Publish time, CLOCK_REALTIME ns.
+    pub publish_real_ns: u64,
+    /// Payload length in bytes.
+    pub len: usize,
+    /// The driver's frame counter.
+    pub driver_seq: u64,
+    /// The frame's format (FourCC, size, strides).
+    pub format: StreamFormat,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// V4L2 field order.
+    pub field: u32,
+    /// Epoch of the producer that published it.
+    pub epoch: u32,
+    user_len: usize,
+    user: [u8; USER_META_BYTES],
+}
+
+impl FrameMeta {
+    /// The user metadata bytes.
+    pub fn user(&self) -> &[u8] {
+        &self.user[..self.user_len]
+    }
+}
+
+/// A discontinuity just before a frame: the producer restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The new producer's epoch.
+    pub epoch: u32,
+    /// Time between the old producer's last heartbeat and the new one's start.
+    pub downtime: Duration,
+}
+
+/// Frames this reader's lease page can hold, with the free entries.
+pub(crate) struct ReaderLease {
+    map: LeaseMap,
+    /// Bit i set: hold entry i is free. Taken only by the subscriber (one
+    /// thread, `&mut`), given back by frames from any thread.
+    free: AtomicU32,
+}
+
+impl ReaderLease {
+    fn new(map: LeaseMap) -> Arc<Self> {
+        Arc::new(ReaderLease {
+            map,
+            free: AtomicU32::new(u32::MAX),
+        })
+    }
+
+    fn take(&self, limit: u32) -> Option<usize> {
+        let mask = if limit >= 32 {
+            u32::MAX
+        } else {
+            (1 << limit) - 1
+        };
+        // Acquire pairs with the Release in `give`.
+        let free = self.free.load(Ordering::Acquire) & mask;
+        if free == 0 {
+            return None;
+        }
+        let i = free.trailing_zeros();
+        self.free.fetch_and(!(1 << i), Ordering::AcqRel);
+        Some(i as usize)
+    }
+
+    fn give(&self, i: usize) {
+        self.free.fetch_or(1 << i, Ordering::Release);
+    }
+}
+
+/// A received frame: its metadata and its bytes in the shared mapping.
+///
+/// While the guard lives the producer does not overwrite the slot, unless
+/// the hold outlives the ring's hold timeout: then the producer may revoke
+/// it, and [`Frame::is_intact`] says so (check it after long processing if
+/// your results must match the bytes). Dropping the guard releases the hold.
+pub struct Frame {
+    meta: FrameMeta,
+    ring: Arc<RingMap>,
+    lease: Arc<ReaderLease>,
+    entry: usize,
+    slot: u32,
+    gap: Option<Gap>,
+    skipped: u64,
+}
+
+impl Frame {
+    /// The frame's metadata.
+    pub fn meta(&self) -> &FrameMeta {
+        &self.meta
+    }
+
+    /// The sequence number.
+    pub fn seq(&self) -> u64 {
+        self.meta.seq
+    }
+
+    /// The payload, in the shared mapping (no copy).
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: `slot` < slot count and `meta.len` <= max_frame_bytes were
+        // validated when the frame was received; the frame is held via
+        // `entry` until `self` drops (the revocation caveat is the type's doc).
+        unsafe { self.ring.payload(self.slot, self.meta.len) }
+    }
+
+    /// Whether the frame is still exactly as published (not revoked). A
+    /// seqlock check: one fence and one load.
+    pub fn is_intact(&self) -> bool {
+        protocol::still_intact(&*self.ring, self.slot, self.meta.seq)
+    }
+
+    /// Set on the first frame after a producer restart.
+    pub fn gap(&self) -> Option<Gap> {
+        self.gap
+    }
+
+    /// Latest-only mode: frames published since the previous one returned
+    /// that this call skipped.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Nanoseconds from publish to now (CLOCK_MONOTONIC is node-wide).
+    pub fn age_ns(&self) -> u64 {
+        mono_ns().saturating_sub(self.meta.publish_mono_ns)
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("meta", &self.meta)
+            .field("slot", &self.slot)
+            .field("gap", &self.gap)
+            .finish()
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        protocol::release(self.lease.map.hold(self.entry));
+        self.lease.give(self.entry);
+    }
+}
+
+/// A registration with the producer of the current epoch.
+struct Registration {
+    _sock: OwnedFd,
+    lease: Arc<ReaderLease>,
+    id: u32,
+    hold_limit: u32,
+    epoch: u32,
+}
+
+/// The mapping and lease an async waiter thread sleeps on.
+pub(crate) type WaitHandles = (Arc<RingMap>, Option<Arc<ReaderLease>>);
+
+/// A reader of one stream.
+///
+/// ```no_run
+/// use camux::{RecvError, Subscriber};
+/// let mut sub = Subscriber::open("/run/camux", "cam0")?;
+/// loop {
+///     match sub.recv() {
+///         Ok(frame) => println!("{} {} bytes", frame.seq(), frame.payload().len()),
+///         Err(RecvError::Lagged(n)) => eprintln!("missed {n} frames"),
+///         Err(e) if e.is_fatal() => return Err(e.into()),
+///         Err(e) => eprintln!("{e}"),
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Subscriber {
+    opts: SubscriberOptions,
+    ring_path: PathBuf,
+    sock_path: PathBuf,
+    ring: Arc<RingMap>,
+    reg: Option<Registration>,
+    /// A lease page kept from an earlier registration, to bring back.
+    kept: Option<Arc<ReaderLease>>,
+    /// Every-frame: the next seq wanted. Latest-only: one past the last returned.
+    next: u64,
+    last_epoch: Option<u32>,
+    stale_reported: bool,
+    watch: Option<Arc<Mutex<WaitHandles>>>,
+}
+
+fn open_ring(path: &Path, stream: &str) -> Result<RingMap, OpenError> {
+    let f = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            OpenError::NotFound {
+                path: path.to_owned(),
+                stream: stream.to_owned(),
+            }
+        } else {
+            OpenError::Io {
+                path: path.to_owned(),
+                source: e,
+            }
+        }
+    })?;
+    RingMap::open(&f, false).map_err(|e| match e {
+        MapError::Io(source) => OpenError::Io {
+            path: path.to_owned(),
+            source,
+        },
+        MapError::Layout(source) => OpenError::Format {
+            path: path.to_owned(),
+            source,
+        },
+    })
+}
+
+impl Subscriber {
+    /// Opens `stream` in `dir` in every-frame mode.
+    pub fn open(dir: impl AsRef<Path>, stream: &str) -> Result<Subscriber, OpenError> {
+        Self::with_options(SubscriberOptions::new(stream).dir(dir.as_ref()))
+    }
+
+    /// Opens a stream as `opts` say. The ring must exist; the producer need
+    /// not be running (the subscriber registers once it is).
+    pub fn with_options(opts: SubscriberOptions) -> Result<Subscriber, OpenError> {
+        crate::ring::layout::validate_name(&opts.stream).map_err(OpenError::InvalidName)?;
+        let (ring_path, sock_path, _) = paths(&opts.dir, &opts.stream);
+        let ring = Arc::new(open_ring(&ring_path, &opts.stream)?);
+        let head = ring.head().load(Ordering::Acquire);
+        let next = match opts.mode {
+            Mode::EveryFrame => head + 1,
+            Mode::LatestOnly => 1,
+        };
+        let mut sub = Subscriber {
+            opts,
+            ring_path,
+            sock_path,
+            ring,
+            reg: None,
+            kept: None,
+            next,
+            last_epoch: None,
+            stale_reported: false,
+            watch: None,
+        };
+        match sub.register() {
+            Err(RecvError::Refused(e)) => Err(OpenError::Handshake(e)),
+            _ => Ok(sub),
+        }
+    }
+
+    /// The ring's header as this subscriber mapped it.
+    pub fn header(&self) -> &Header {
+        &self.ring.header
+    }
+
+    /// The stream's format.
+    pub fn format(&self) -> StreamFormat {
+        self.ring.header.format
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.opts.mode
+    }
+
+    /// Whether the subscriber is registered with a live producer now.
+    pub fn is_connected(&self) -> bool {
+        self.reg.is_some()
+    }
+
+    /// Blocks until a frame or an event.
+    pub fn recv(&mut self) -> Result<Frame, RecvError> {
+        self.recv_until(None, true)
+    }
+
+    /// Blocks at most `timeout` ([`RecvError::Timeout`] after).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame, RecvError> {
+        self.recv_until(Some(Instant::now() + timeout), true)
+    }
+
+    /// Returns a frame if one is ready ([`RecvError::Empty`] otherwise).
+    pub fn try_recv(&mut self) -> Result<Frame, RecvError> {
+        self.recv_until(None, false)
+    }
+
+    /// The newest frame now, skipping any older unread ones (in either
+    /// mode); `Ok(None)` if nothing newer than the last frame returned.
+    pub fn latest(&mut self) -> Result<Option<Frame>, RecvError> {
+        let mode = self.opts.mode;
+        self.opts.mode = Mode::LatestOnly;
+        let r = self.recv_until(None, false);
+        self.opts.mode = mode;
+        match r {
+            Ok(f) => Ok(Some(f)),
+            Err(RecvError::Empty) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv_until(&mut self, deadline: Option<Instant>, block: bool) -> Result<Frame, RecvError> {
+        loop {
+            // Read the futex word before looking for frames, so a publish
+            // after the look changes it and the wait below returns at once.
+            let seen = self.ring.notify().load(Ordering::Acquire);
+            self.register()?;
+            if let Some(frame) = self.try_frame()? {
+                self.stale_reported = false;
+                return Ok(frame);
+            }
+            self.check_producer()?;
+            if !block {
+                return Err(RecvError::Empty);
+            }
+            let beat = self.ring.header.heartbeat_interval();
+            let wait = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(RecvError::Timeout);
+                    }
+                    left.min(beat)
+                }
+                None => beat,
+            };
+            match &self.reg {
+                Some(reg) => {
+                    let waiting = reg.lease.map.waiting();
+                    if protocol::prepare_wait(&*self.ring, waiting, seen) {
+                        self.ring.wait(seen, wait);
+                    }
+                    waiting.store(0, Ordering::Relaxed);
+                }
+                // No producer to set a flag for: producers wake every
+                // sleeper when they start; the heartbeat bounds the wait.
+                None => self.ring.wait(seen, wait),
+            }
+        }
+    }
+
+    /// (Re-)registers with the producer when needed. Ok even if no producer
+    /// is there; only a definitive refusal is an error.
+    fn register(&mut self) -> Result<(), RecvError> {
+        let live = self.ring.live();
+        // SYNC: Acquire pairs with the producer's Release of STATE_LIVE, after
+        // its epoch store.
+        let state = live.state.load(Ordering::Acquire);
+        let epoch = live.epoch.load(Ordering::Acquire);
+        if let Some(reg) = &self.reg {
+            if reg.epoch == epoch && state == STATE_LIVE {
+                return Ok(());
+            }
+            // Our producer is gone: keep the page to bring to its successor.
+            let reg = self.reg.take().expect("checked");
+            self.kept = Some(reg.lease);
+        }
+        if state != STATE_LIVE {
+            return Ok(());
+        }
+        let adopt = self.kept.as_ref().map(|l| &l.map);
+        match connect_reader(
+            &self.sock_path,
+            adopt,
+            self.ring.header.ring_id,
+            self.opts.handshake_timeout,
+        ) {
+            Ok((sock, welcome, page)) => {
+                if welcome.ring_id != self.ring.header.ring_id {
+                    // The socket serves a newer file; `check_producer` remaps.
+                    return Ok(());
+                }
+                let lease = match page {
+                    Some(map) => ReaderLease::new(map),
+                    None => self.kept.take().expect("adopted our page"),
+                };
+                self.kept = None;
+                self.reg = Some(Registration {
+                    _sock: sock,
+                    lease,
+                    id: welcome.reader_id,
+                    hold_limit: welcome.hold_limit,
+                    epoch: welcome.epoch,
+                });
+                self.update_watch();
+                Ok(())
+            }
+            Err(HandshakeError::Rejected { code, message }) if code == REJECT_FULL => {
+                Err(RecvError::Refused(HandshakeError::Rejected {
+                    code,
+                    message,
+                }))
+            }
+            // No producer yet, or one mid-restart: try again on the next call.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn update_watch(&self) {
+        if let Some(w) = &self.watch {
+            let lease = self.reg.as_ref().map(|r| r.lease.clone());
+            *w.lock().unwrap_or_else(|p| p.into_inner()) = (self.ring.clone(), lease);
+        }
+    }
+
+    /// The handles an async waiter sleeps on, kept current across reconnects.
+    #[cfg(feature = "async")]
+    pub(crate) fn watch(&mut self) -> Arc<Mutex<WaitHandles>> {
+        let w = self
+            .watch
+            .get_or_insert_with(|| Arc::new(Mutex::new((self.ring.clone(), None))));
+        let w = w.clone();
+        self.update_watch();
+        w
+    }
+
+    /// One attempt at the next frame.
+    fn try_frame(&mut self) -> Result<Option<Frame>, RecvError> {
+        // A superseded file has no writer left (its successor holds the
+        // lock and writes a new file): its frames can be drained safely.
+        let superseded = self.ring.live().state.load(Ordering::Acquire) == STATE_SUPERSEDED;
+        let (lease, limit) = match &self.reg {
+            Some(reg) if reg.lease.map.is_registered(reg.id) => (reg.lease.clone(), reg.hold_limit),
+            _ if superseded => match &self.kept {
+                Some(l) => (l.clone(), 1),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        let entry = lease.take(limit).ok_or(RecvError::HoldLimit { limit })?;
+        let hold = lease.map.hold(entry);
+        let got = match self.opts.mode {
+            Mode::EveryFrame => self.step_every(hold),
+            Mode::LatestOnly => Ok(self.step_latest(hold)),
+        };
+        let (slot, seq, skipped) = match got {
+            Ok(Some(x)) => x,
+            Ok(None) => {
+                lease.give(entry);
+                return Ok(None);
+            }
+            Err(e) => {
+                lease.give(entry);
+                return Err(e);
+            }
+        };
+        let raw = self.ring.read_meta(slot);
+        if let Err(e) = raw.validate(seq, self.ring.layout()) {
+            protocol::release(hold);
+            lease.give(entry);
+            return Err(RecvError::Corrupt(e));
+        }
+        let gap = match self.last_epoch {
+            Some(e) if e != raw.epoch => {
+                let live = self.ring.live();
+                let down = live
+                    .epoch_started_ns
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(live.prev_heartbeat_ns.load(Ordering::Relaxed));
+                Some(Gap {
+                    epoch: raw.epoch,
+                    downtime: Duration::from_nanos(down),
+                })
+            }
+            _ => None,
+        };
+        self.last_epoch = Some(raw.epoch);
+        let mut format = StreamFormat {
+            fourcc: crate::format::FourCc(raw.fourcc),
+            width: raw.width,
+            height: raw.height,
+            num_planes: raw.num_planes,
+            strides: raw.strides,
+            plane_offsets: raw.plane_offsets,
+            ..self.ring.header.format
+        };
+        format.num_planes = raw.num_planes;
+        Ok(Some(Frame {
+            meta: FrameMeta {
+                seq,
+                capture_mono_ns: raw.capture_mono_ns,
+                capture_real_ns: raw.capture_real_ns,
+                publish_mono_ns: raw.publish_mono_ns,
+                publish_real_ns: raw.publish_real_ns,
+                len: raw.payload_len as usize,
+                driver_seq: raw.driver_seq,
+                format,
+                flags: raw.flags,
+                field: raw.field,
+                epoch: raw.epoch,
+                user_len: raw.user_len as usize,
+                user: raw.user,
+            },
+            ring: self.ring.clone(),
+            lease,
+            entry,
+            slot,
+            gap,
+            skipped,
+        }))
+    }
+
+    fn step_every(
+        &mut self,
+        hold: &crate::sync::atomic::AtomicU64,
+    ) -> Result<Option<(u32, u64, u64)>, RecvError> {
+        let seq = self.next;
+        match protocol::try_hold(&*self.ring, hold, seq) {
+            Hold::Held(slot) => {
+                self.next = seq + 1;
+                Ok(Some((slot, seq, 0)))
+            }
+            Hold::NotYet => Ok(None),
+            Hold::Gone => {
+                // Fell behind: resume at the oldest frame still there. Every
+                // seq between is counted, so received + lagged is exact.
+                let resume = protocol::oldest_from(&*self.ring, seq + 1)
+                    .unwrap_or_else(|| self.ring.head().load(Ordering::Acquire).max(seq) + 1);
+                self.next = resume;
+                Err(RecvError::Lagged(resume - seq))
+            }
+        }
+    }
+
+    fn step_latest(&mut self, hold: &crate::sync::atomic::AtomicU64) -> Option<(u32, u64, u64)> {
+        // A few tries: the head can move on between the load and the hold.
+        for _ in 0..8 {
+            let head = self.ring.head().load(Ordering::Acquire);
+            if head == 0 || head < self.next {
+                return None;
+            }
+            if let Hold::Held(slot) = protocol::try_hold(&*self.ring, hold, head) {
+                let skipped = head - self.next;
+                self.next = head + 1;
+                return Some((slot, head, skipped));
+            }
+        }
+        None
+    }
+
+    /// Reports a stale producer (once) and follows a replaced file.
+    fn check_producer(&mut self) -> Result<(), RecvError> {
+        let live = self.ring.live();
+        let state = live.state.load(Ordering::Acquire);
+        if state == STATE_SUPERSEDED || self.replaced_on_disk() {
+            return self.follow_replacement();
+        }
+        let beat = self.ring.header.heartbeat_interval();
+        let age = Duration::from_nanos(
+            mono_ns().saturating_sub(live.heartbeat_ns.load(Ordering::Relaxed)),
+        );
+        let stale = age > 2 * beat;
+        if stale && !self.stale_reported {
+            self.stale_reported = true;
+            return Err(RecvError::Stale { since: age });
+        }
+        if !stale {
+            self.stale_reported = false;
+        }
+        Ok(())
+    }
+
+    /// Whether the path now names another file (checked only while no
+    /// registration is possible, to keep `stat` off the frame path).
+    fn replaced_on_disk(&self) -> bool {
+        if self.reg.is_some() {
+            return false;
+        }
+        std::fs::metadata(&self.ring_path)
+            .map(|m| {
+                let ours = self.ring.header.ring_id;
+                // Cheap check first: a new file has another inode. Then confirm
+                // by its id (the inode number may be reused).
+                m.ino() != 0
+                    && open_ring(&self.ring_path, &self.opts.stream)
+                        .map(|r| r.header.ring_id != ours)
+                        .unwrap_or(false)
+            })
+            .unwrap_or(false)
+    }
+
+    fn follow_replacement(&mut self) -> Result<(), RecvError> {
+        let new = match open_ring(&self.ring_path, &self.opts.stream) {
+            Ok(r) => r,
+            // The successor may still be renaming its file into place.
+            Err(OpenError::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(RecvError::Reopen(e)),
+        };
+        if new.header.ring_id == self.ring.header.ring_id {
+            return Ok(());
+        }
+        let old = self.ring.header.format;
+        let newf = new.header.format;
+        let head = new.head().load(Ordering::Acquire);
+        self.ring = Arc::new(new);
+        if let Some(reg) = self.reg.take() {
+            self.kept = Some(reg.lease);
+        }
+        // Continue with the new file's next frame (its numbering continues
+        // the old file's, so nothing is silently skipped in between).
+        self.next = match self.opts.mode {
+            Mode::EveryFrame => self.next.max(1).min(head + 1),
+            Mode::LatestOnly => 1,
+        };
+        self.update_watch();
+        self.register()?;
+        Err(RecvError::FormatChanged { old, new: newf })
+    }
+}

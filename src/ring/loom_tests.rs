@@ -1,0 +1,1 @@
+//! Loom models of the ring protocol (run with `--cfg loom`).

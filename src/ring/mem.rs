@@ -1,0 +1,500 @@
+//! The shared mappings: the ring file and the per-reader lease pages, and
+//! the futex calls on them. Almost all of the crate's `unsafe` is here.
+//!
+//! The ring file is mapped with memmap2's [`MmapRaw`]: other processes write
+//! it, so it hands out raw pointers, never `&[u8]`. The words the protocol
+//! synchronises on are accessed as `&AtomicU32`/`&AtomicU64` (same size and
+//! alignment as the integers; atomic loads are allowed on read-only memory),
+//! fixed bytes are copied out with volatile reads and validated before use.
+
+use crate::ring::layout::{
+    Header, Layout, LayoutError, RawMeta, DESC_BYTES, FIXED_BYTES, HEADER_BYTES, LIVE_OFFSET,
+    MAX_HOLDS, META_BYTES, META_OFFSET, VERSION_OFFSET,
+};
+use crate::ring::protocol::{LeaseWords, RingWords};
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use memmap2::{MmapOptions, MmapRaw};
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+/// The live part of the header: the words the producer updates while
+/// running. `#[repr(C)]` and pinned by the offset asserts below.
+#[repr(C)]
+pub(crate) struct Live {
+    /// [`STATE_INIT`], [`STATE_LIVE`], [`STATE_STOPPED`] or [`STATE_SUPERSEDED`].
+    pub state: AtomicU32,
+    /// Producer generation: bumped by every producer that opens the ring.
+    pub epoch: AtomicU32,
+    /// PID of the producer (in its own PID namespace; informational).
+    pub producer_pid: AtomicU32,
+    /// Readers currently registered.
+    pub readers: AtomicU32,
+    /// Latest published seq (0: none).
+    pub head: AtomicU64,
+    /// CLOCK_MONOTONIC ns of the producer's last sign of life.
+    pub heartbeat_ns: AtomicU64,
+    /// CLOCK_MONOTONIC ns when the current epoch started.
+    pub epoch_started_ns: AtomicU64,
+    /// The previous epoch's last heartbeat (for the downtime readers report).
+    pub prev_heartbeat_ns: AtomicU64,
+    /// Frames published (all epochs).
+    pub published: AtomicU64,
+    /// Frames dropped because every slot was held.
+    pub dropped: AtomicU64,
+    /// Futex word: bumped after each publish and on every state change.
+    pub notify: AtomicU32,
+    _pad: AtomicU32,
+    /// Holds revoked after the hold timeout.
+    pub revoked: AtomicU64,
+}
+
+/// The ring is being initialised or resumed; no producer publishes yet.
+pub const STATE_INIT: u32 = 0;
+/// A producer is publishing.
+pub const STATE_LIVE: u32 = 1;
+/// The producer stopped cleanly (a successor may resume the ring).
+pub const STATE_STOPPED: u32 = 2;
+/// A new file (other geometry) replaced this one at the same path.
+pub const STATE_SUPERSEDED: u32 = 3;
+
+const _: () = {
+    assert!(std::mem::offset_of!(Live, head) == 16);
+    assert!(std::mem::offset_of!(Live, heartbeat_ns) == 24);
+    assert!(std::mem::offset_of!(Live, dropped) == 56);
+    assert!(std::mem::offset_of!(Live, notify) == 64);
+    assert!(std::mem::offset_of!(Live, revoked) == 72);
+    assert!(std::mem::size_of::<Live>() == 80);
+    assert!(LIVE_OFFSET as usize + std::mem::size_of::<Live>() <= HEADER_BYTES as usize);
+};
+
+/// A mapped, validated ring file.
+pub(crate) struct RingMap {
+    map: MmapRaw,
+    pub(crate) header: Header,
+    writable: bool,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics, volatile
+// copies, and payload pointers whose use the protocol serialises; MmapRaw
+// itself is Send + Sync.
+unsafe impl Send for RingMap {}
+// SAFETY: as above; no method hands out `&mut` to shared bytes.
+unsafe impl Sync for RingMap {}
+
+impl RingMap {
+    /// Maps `file` (read-only unless `writable`) and validates its header.
+    pub(crate) fn open(file: &File, writable: bool) -> Result<RingMap, MapError> {
+        let len = file.metadata().map_err(MapError::Io)?.len();
+        if len < HEADER_BYTES {
+            return Err(MapError::Layout(LayoutError::Truncated {
+                need: HEADER_BYTES,
+                have: len,
+            }));
+        }
+        let len_usize = usize::try_from(len)
+            .map_err(|_| MapError::Layout(LayoutError::Geometry(format!("file of {len} bytes"))))?;
+        let opts = {
+            let mut o = MmapOptions::new();
+            o.len(len_usize);
+            o
+        };
+        let map = if writable {
+            opts.map_raw(file)
+        } else {
+            opts.map_raw_read_only(file)
+        }
+        .map_err(MapError::Io)?;
+        // SAFETY: the mapping is at least HEADER_BYTES long (checked above) and
+        // page aligned, so the version word at offset 8 is in bounds and aligned.
+        let version = unsafe { &*(map.as_ptr().add(VERSION_OFFSET as usize) as *const AtomicU32) };
+        // SYNC: Acquire pairs with the creator's Release store of the version,
+        // which it makes after writing every other fixed field.
+        let _ = version.load(Ordering::Acquire);
+        let mut fixed = [0u8; FIXED_BYTES];
+        // SAFETY: FIXED_BYTES <= HEADER_BYTES <= the mapping's length.
+        unsafe { volatile_copy(map.as_ptr(), &mut fixed) };
+        let header = Header::parse(&fixed, len).map_err(MapError::Layout)?;
+        Ok(RingMap {
+            map,
+            header,
+            writable,
+        })
+    }
+
+    /// Maps a freshly created, zero-filled file of `header.layout.file_bytes`
+    /// bytes and writes the header, publishing the version last.
+    pub(crate) fn init(file: &File, header: Header) -> Result<RingMap, MapError> {
+        let len = header.layout.file_bytes;
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw(file)
+            .map_err(MapError::Io)?;
+        let mut fixed = header.encode();
+        let version = u32::from_le_bytes(fixed[8..12].try_into().expect("4 bytes"));
+        fixed[8..12].fill(0);
+        // SAFETY: the mapping is file_bytes >= HEADER_BYTES long and nobody else
+        // maps this file yet (it has a temporary name).
+        unsafe {
+            std::ptr::copy_nonoverlapping(fixed.as_ptr(), map.as_mut_ptr(), FIXED_BYTES);
+        }
+        let ring = RingMap {
+            map,
+            header,
+            writable: true,
+        };
+        // SYNC: Release pairs with the Acquire load in `open`: every fixed
+        // field written above is visible to a reader that sees the version.
+        ring.word32(VERSION_OFFSET)
+            .store(version, Ordering::Release);
+        Ok(ring)
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.header.layout
+    }
+
+    fn word32(&self, offset: u64) -> &AtomicU32 {
+        debug_assert!(offset % 4 == 0 && offset + 4 <= self.map.len() as u64);
+        // SAFETY: callers pass offsets inside the validated layout, 4-aligned;
+        // the mapping is page aligned and lives as long as `self`.
+        unsafe { &*(self.map.as_ptr().add(offset as usize) as *const AtomicU32) }
+    }
+
+    fn word64(&self, offset: u64) -> &AtomicU64 {
+        debug_assert!(offset % 8 == 0 && offset + 8 <= self.map.len() as u64);
+        // SAFETY: as in `word32`, with 8-byte alignment.
+        unsafe { &*(self.map.as_ptr().add(offset as usize) as *const AtomicU64) }
+    }
+
+    /// The live header words.
+    pub(crate) fn live(&self) -> &Live {
+        // SAFETY: LIVE_OFFSET + size_of::<Live>() <= HEADER_BYTES <= len
+        // (asserted at compile time and checked at open); 8-aligned; `Live` is
+        // all atomics, so concurrent writes by the producer are fine.
+        unsafe { &*(self.map.as_ptr().add(LIVE_OFFSET as usize) as *const Live) }
+    }
+
+    /// Copies slot `slot`'s metadata out of the mapping (not yet validated).
+    pub(crate) fn read_meta(&self, slot: u32) -> RawMeta {
+        let mut b = [0u8; META_BYTES];
+        let off = self.layout().desc_offset(slot) + META_OFFSET;
+        debug_assert!(off + META_BYTES as u64 <= self.layout().desc_offset(slot) + DESC_BYTES);
+        // SAFETY: slot < slot_count (callers check), so the descriptor lies in
+        // the validated descriptor table inside the mapping.
+        unsafe { volatile_copy(self.map.as_ptr().add(off as usize), &mut b) };
+        RawMeta::decode(&b)
+    }
+
+    /// Writes slot `slot`'s metadata. Producer only, on a claimed slot.
+    pub(crate) fn write_meta(&self, slot: u32, meta: &RawMeta) {
+        assert!(self.writable && slot < self.layout().geometry.slot_count);
+        let b = meta.encode();
+        let off = self.layout().desc_offset(slot) + META_OFFSET;
+        // SAFETY: in bounds as in `read_meta`; the slot is claimed (stamp
+        // WRITING), so no reader treats these bytes as a frame until commit.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                b.as_ptr(),
+                self.map.as_mut_ptr().add(off as usize),
+                META_BYTES,
+            )
+        };
+    }
+
+    /// Copies `bytes` into slot `slot`'s payload. Producer only, on a slot it
+    /// has claimed (so no reader holds it and seqlock readers see WRITING).
+    pub(crate) fn write_payload(&self, slot: u32, bytes: &[u8]) {
+        assert!(self.writable && bytes.len() as u64 <= self.layout().geometry.max_frame_bytes);
+        // SAFETY: the destination is inside slot `slot` (checked length <=
+        // max_frame_bytes <= slot_stride) and cannot overlap `bytes`, which a
+        // caller cannot borrow from a claimed slot.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.payload_ptr(slot), bytes.len())
+        };
+    }
+
+    /// Pointer to slot `slot`'s payload (`slot_stride` bytes, page aligned).
+    pub(crate) fn payload_ptr(&self, slot: u32) -> *mut u8 {
+        assert!(slot < self.layout().geometry.slot_count);
+        let off = self.layout().payload_offset(slot);
+        // SAFETY: payload_offset(slot) + slot_stride <= file_bytes == len, by
+        // the layout validated at open.
+        unsafe { self.map.as_mut_ptr().add(off as usize) }
+    }
+
+    /// A payload as a byte slice.
+    ///
+    /// # Safety
+    /// - `slot` < slot count and `len` <= the slot's capacity (max_frame_bytes);
+    /// - the caller holds the frame in that slot (protocol `Hold::Held`) for
+    ///   as long as the slice lives, so the producer does not write it (bar
+    ///   revocation after the hold timeout, which the frame guard documents).
+    pub(crate) unsafe fn payload(&self, slot: u32, len: usize) -> &[u8] {
+        debug_assert!(len as u64 <= self.layout().geometry.max_frame_bytes);
+        // SAFETY: in bounds by the first precondition; not written while held
+        // by the second.
+        unsafe { std::slice::from_raw_parts(self.payload_ptr(slot), len) }
+    }
+
+    /// Wakes every reader sleeping on the futex word.
+    pub(crate) fn wake_all(&self) {
+        futex_wake_all(&self.live().notify);
+    }
+
+    /// Sleeps while the futex word equals `seen`, at most `timeout`.
+    pub(crate) fn wait(&self, seen: u32, timeout: Duration) {
+        futex_wait(&self.live().notify, seen, timeout);
+    }
+}
+
+impl RingWords for RingMap {
+    fn slot_count(&self) -> u32 {
+        self.header.layout.geometry.slot_count
+    }
+    fn stamp(&self, slot: u32) -> &AtomicU64 {
+        assert!(slot < self.slot_count());
+        self.word64(self.header.layout.desc_offset(slot))
+    }
+    fn index_len(&self) -> u32 {
+        self.header.layout.index_len
+    }
+    fn index(&self, i: u32) -> &AtomicU32 {
+        assert!(i < self.index_len());
+        self.word32(self.header.layout.index_offset + u64::from(i) * 4)
+    }
+    fn head(&self) -> &AtomicU64 {
+        &self.live().head
+    }
+    fn notify(&self) -> &AtomicU32 {
+        &self.live().notify
+    }
+}
+
+/// Copies `dst.len()` bytes from shared memory with volatile reads, so the
+/// compiler assumes nothing about bytes another process may change.
+///
+/// # Safety
+/// `src..src + dst.len()` must be readable for the call's duration.
+unsafe fn volatile_copy(src: *const u8, dst: &mut [u8]) {
+    for (i, d) in dst.iter_mut().enumerate() {
+        // SAFETY: in bounds by the function's precondition.
+        *d = unsafe { std::ptr::read_volatile(src.add(i)) };
+    }
+}
+
+/// Why a mapping could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MapError {
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    #[error("{0}")]
+    Layout(#[source] LayoutError),
+}
+
+/// One reader's lease page, laid out in its memfd. All atomics: the reader
+/// writes its holds and waiting flag, the producer its counters.
+#[repr(C)]
+pub(crate) struct LeasePage {
+    magic: AtomicU64,
+    version: AtomicU32,
+    reader_id: AtomicU32,
+    hold_limit: AtomicU32,
+    /// The reader id, written by the publishing thread once it scans this
+    /// page's holds; the reader places no hold before it sees its own id here.
+    registered: AtomicU32,
+    _pad0: [AtomicU32; 10],
+    waiting: AtomicU32,
+    revoked: AtomicU32,
+    _pad1: [AtomicU64; 7],
+    holds: [AtomicU64; MAX_HOLDS as usize],
+}
+
+/// Size of the memfd behind a lease page.
+pub(crate) const LEASE_BYTES: u64 = 4096;
+const LEASE_MAGIC: u64 = u64::from_le_bytes(*b"CAMUXLSE");
+
+const _: () = {
+    assert!(std::mem::offset_of!(LeasePage, waiting) == 64);
+    assert!(std::mem::offset_of!(LeasePage, holds) == 128);
+    assert!(std::mem::size_of::<LeasePage>() <= LEASE_BYTES as usize);
+};
+
+/// A mapped lease page (memfd, shared read-write between one reader and the producer).
+pub(crate) struct LeaseMap {
+    map: MmapRaw,
+    fd: OwnedFd,
+}
+
+// SAFETY: all access goes through the atomics of `LeasePage`.
+unsafe impl Send for LeaseMap {}
+// SAFETY: as above.
+unsafe impl Sync for LeaseMap {}
+
+impl LeaseMap {
+    /// Creates a sealed memfd-backed lease page for a new reader.
+    pub(crate) fn create(reader_id: u32, hold_limit: u32) -> std::io::Result<LeaseMap> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+        let fd = memfd_create(
+            c"camux-lease",
+            MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
+        )?;
+        nix::unistd::ftruncate(&fd, LEASE_BYTES as i64)?;
+        // Sealed so the reader can neither shrink it (a SIGBUS in the
+        // producer) nor grow it.
+        fcntl(
+            fd.as_raw_fd(),
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
+            ),
+        )?;
+        let lease = Self::map(fd)?;
+        let p = lease.page();
+        p.magic.store(LEASE_MAGIC, Ordering::Relaxed);
+        p.version.store(1, Ordering::Relaxed);
+        p.reader_id.store(reader_id, Ordering::Relaxed);
+        p.hold_limit.store(hold_limit, Ordering::Relaxed);
+        Ok(lease)
+    }
+
+    /// Adopts a lease page someone sent: checks it is a sealed memfd of the
+    /// right size before mapping, so it cannot shrink under us.
+    pub(crate) fn adopt(fd: OwnedFd) -> std::io::Result<LeaseMap> {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned());
+        let seals = SealFlag::from_bits_truncate(fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS)?);
+        if !seals.contains(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW) {
+            return Err(bad(
+                "lease fd is not a memfd sealed against shrink and grow",
+            ));
+        }
+        let st = nix::sys::stat::fstat(fd.as_raw_fd())?;
+        if st.st_size as u64 != LEASE_BYTES {
+            return Err(bad("lease fd has the wrong size"));
+        }
+        let lease = Self::map(fd)?;
+        if lease.page().magic.load(Ordering::Relaxed) != LEASE_MAGIC {
+            return Err(bad("lease page has no camux magic"));
+        }
+        Ok(lease)
+    }
+
+    fn map(fd: OwnedFd) -> std::io::Result<LeaseMap> {
+        let map = MmapOptions::new()
+            .len(LEASE_BYTES as usize)
+            .map_raw(fd.as_raw_fd())?;
+        Ok(LeaseMap { map, fd })
+    }
+
+    fn page(&self) -> &LeasePage {
+        // SAFETY: the mapping is LEASE_BYTES >= size_of::<LeasePage>() long,
+        // page aligned, and only accessed through atomics.
+        unsafe { &*(self.map.as_ptr() as *const LeasePage) }
+    }
+
+    /// The memfd (to send to the reader, or back to a new producer).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The reader id the producer wrote.
+    pub(crate) fn reader_id(&self) -> u32 {
+        self.page().reader_id.load(Ordering::Relaxed)
+    }
+
+    /// Overwrites the reader id (a new producer adopting the page).
+    pub(crate) fn set_reader_id(&self, id: u32, hold_limit: u32) {
+        self.page().reader_id.store(id, Ordering::Relaxed);
+        self.page().hold_limit.store(hold_limit, Ordering::Relaxed);
+    }
+
+    /// Clears the registration mark (control thread, before registering).
+    pub(crate) fn clear_registered(&self) {
+        self.page().registered.store(0, Ordering::Relaxed);
+    }
+
+    /// Marks the page as scanned by the publisher (publishing thread, after
+    /// adding it to its reader table).
+    pub(crate) fn mark_registered(&self, id: u32) {
+        // SYNC: Release pairs with the reader's Acquire in `is_registered`:
+        // every claim the publisher starts after this store scans the page.
+        self.page().registered.store(id, Ordering::Release);
+    }
+
+    /// Whether the publisher scans this page's holds for reader `id`.
+    pub(crate) fn is_registered(&self, id: u32) -> bool {
+        self.page().registered.load(Ordering::Acquire) == id
+    }
+
+    /// The hold entries currently set (for inspection).
+    pub(crate) fn holds_snapshot(&self) -> [u64; MAX_HOLDS as usize] {
+        std::array::from_fn(|i| self.page().holds[i].load(Ordering::Relaxed))
+    }
+}
+
+impl LeaseWords for LeaseMap {
+    fn hold(&self, i: usize) -> &AtomicU64 {
+        &self.page().holds[i]
+    }
+    fn waiting(&self) -> &AtomicU32 {
+        &self.page().waiting
+    }
+    fn revoked(&self) -> &AtomicU32 {
+        &self.page().revoked
+    }
+}
+
+impl<T: LeaseWords> LeaseWords for std::sync::Arc<T> {
+    fn hold(&self, i: usize) -> &AtomicU64 {
+        (**self).hold(i)
+    }
+    fn waiting(&self) -> &AtomicU32 {
+        (**self).waiting()
+    }
+    fn revoked(&self) -> &AtomicU32 {
+        (**self).revoked()
+    }
+}
+
+/// FUTEX_WAIT on a word of a shared mapping (not FUTEX_PRIVATE: the waker
+/// is another process). Returns on wake, timeout, signal or value change.
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned u32 in a mapping that outlives the
+    // call; FUTEX_WAIT only reads it (it works on read-only shared mappings);
+    // `ts` lives across the call. Errors (EAGAIN, EINTR, ETIMEDOUT) all mean
+    // "re-check", which every caller does.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// FUTEX_WAKE every waiter on `word`.
+fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: `word` is a valid, aligned u32 in a live mapping; FUTEX_WAKE
+    // does not access user memory beyond resolving the address.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}

@@ -1,0 +1,401 @@
+//! The ring's synchronisation protocol, independent of where the memory lives.
+//!
+//! Production runs it on the shared mapping (`ring::mem`); the loom models in
+//! `ring::loom_tests` run the very same functions on heap memory with loom's
+//! atomics. Nothing here touches payload bytes: callers write or read those
+//! between the calls, and the protocol says when that is allowed.
+//!
+//! # The algorithm
+//!
+//! Each slot has a 64-bit *stamp*: `0` empty, `seq << 1` published frame
+//! `seq` (seq >= 1), and [`STAMP_WRITING`] (odd) while the producer owns it.
+//! It is a seqlock (Lamport; the fence discipline of crossbeam-utils'
+//! `SeqLock`) combined with hazard pointers (Michael 2004) for holds:
+//!
+//! * A reader that wants frame `seq` in slot `s` publishes `seq` in one of
+//!   its hold entries (its own lease page), issues a SeqCst fence, and
+//!   re-loads the stamp. If the stamp still says `seq`, the frame is held.
+//! * The producer that wants slot `s` stores [`STAMP_WRITING`], issues a
+//!   SeqCst fence, and loads every reader's hold entries. If one names the
+//!   frame in `s`, it puts the stamp back (the payload was never touched) and
+//!   tries the next-oldest slot; if every slot is held it drops the frame.
+//!
+//! The two fences make this Dekker's pattern: at least one side sees the
+//! other's store, so a frame is never both held and overwritten. The
+//! producer's work per frame is one pass over the hold entries (a few loads
+//! per reader), never a wait.
+
+use crate::ring::layout::MAX_HOLDS;
+use crate::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::collections::VecDeque;
+
+/// Stamp of a slot the producer owns (claimed, being written, or loaned).
+pub(crate) const STAMP_WRITING: u64 = 1;
+
+/// The stamp of a published frame `seq`.
+#[inline]
+pub(crate) const fn stamp_published(seq: u64) -> u64 {
+    seq << 1
+}
+
+/// The frame a stamp says is published, if any.
+#[inline]
+pub(crate) const fn published_seq(stamp: u64) -> Option<u64> {
+    if stamp != 0 && stamp & 1 == 0 {
+        Some(stamp >> 1)
+    } else {
+        None
+    }
+}
+
+/// The shared words of a ring, wherever they live.
+pub(crate) trait RingWords {
+    /// Number of slots (validated, >= 1).
+    fn slot_count(&self) -> u32;
+    /// The stamp of `slot` (< `slot_count`).
+    fn stamp(&self, slot: u32) -> &AtomicU64;
+    /// Number of index entries (a power of two).
+    fn index_len(&self) -> u32;
+    /// Index entry `i` (< `index_len`): the slot that holds seq `s` where `s % index_len == i`.
+    fn index(&self, i: u32) -> &AtomicU32;
+    /// The latest published seq (0: none yet).
+    fn head(&self) -> &AtomicU64;
+    /// The futex word readers sleep on; bumped after every publish.
+    fn notify(&self) -> &AtomicU32;
+}
+
+/// One reader's lease words, as the producer sees them.
+pub(crate) trait LeaseWords {
+    /// The hold entries (at least `MAX_HOLDS`); 0 means free, otherwise the seq held.
+    fn hold(&self, i: usize) -> &AtomicU64;
+    /// Non-zero while the reader is (about to be) asleep on the futex.
+    fn waiting(&self) -> &AtomicU32;
+    /// Holds the producer revoked after the hold timeout (counter, producer-written).
+    fn revoked(&self) -> &AtomicU32;
+}
+
+/// A registered reader, from the producer's side: its lease words plus what
+/// the producer remembers about them. The lease words are written by an
+/// untrusted process: they are only ever compared against sequence numbers.
+pub(crate) struct ReaderSlot<L> {
+    pub(crate) id: u32,
+    pub(crate) lease: L,
+    /// Entries the producer honours (the reader's hold limit).
+    pub(crate) hold_limit: usize,
+    /// Per entry: the value last seen blocking a claim and when (ns).
+    blocked_since: [(u64, u64); MAX_HOLDS as usize],
+}
+
+impl<L: LeaseWords> ReaderSlot<L> {
+    pub(crate) fn new(id: u32, lease: L, hold_limit: u32) -> Self {
+        ReaderSlot {
+            id,
+            lease,
+            hold_limit: hold_limit.min(MAX_HOLDS) as usize,
+            blocked_since: [(0, 0); MAX_HOLDS as usize],
+        }
+    }
+}
+
+/// A slot the producer owns until it commits or abandons it.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    pub(crate) slot: u32,
+}
+
+/// What [`ProducerCore::claim`] observed besides the slot.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClaimReport {
+    /// Candidate slots skipped because a reader held them.
+    pub(crate) skipped_held: u32,
+    /// Holds overridden because they outlived the hold timeout.
+    pub(crate) revoked: u32,
+}
+
+/// The producer's private state: which frame each slot holds and their age order.
+pub(crate) struct ProducerCore {
+    /// The seq each slot currently holds (0: empty or owned by a claim).
+    slot_seq: Vec<u64>,
+    /// Unclaimed slots, oldest content first (empty slots count as oldest).
+    order: VecDeque<u32>,
+    /// The seq the next commit publishes.
+    next_seq: u64,
+    /// Until this time (ns), published slots are not reused: after a
+    /// restart, readers of the previous producer may hold frames the new one
+    /// does not scan yet (their lease pages come back as they reconnect).
+    quarantine_until_ns: u64,
+}
+
+impl ProducerCore {
+    /// A producer for a ring whose words are in `ring`'s current state: a
+    /// fresh ring (all zero) or one left by an earlier producer, which it
+    /// resumes: published frames stay readable and sequence numbers continue;
+    /// slots caught mid-write are emptied.
+    pub(crate) fn resume<R: RingWords>(ring: &R) -> Self {
+        let n = ring.slot_count();
+        let mut slots: Vec<(u64, u32)> = Vec::with_capacity(n as usize);
+        let mut max_seq = ring.head().load(Ordering::Acquire);
+        let mut slot_seq = vec![0; n as usize];
+        for s in 0..n {
+            let st = ring.stamp(s).load(Ordering::Acquire);
+            match published_seq(st) {
+                Some(seq) => {
+                    slot_seq[s as usize] = seq;
+                    max_seq = max_seq.max(seq);
+                    slots.push((seq, s));
+                }
+                None => {
+                    if st != 0 {
+                        // Caught mid-write (or loaned) by a crash: its bytes are
+                        // not a frame. No reader can hold it (holds need a
+                        // published stamp), so it is safe to reset.
+                        ring.stamp(s).store(0, Ordering::Release);
+                    }
+                    slots.push((0, s));
+                }
+            }
+        }
+        slots.sort_unstable();
+        ProducerCore {
+            slot_seq,
+            order: slots.into_iter().map(|(_, s)| s).collect(),
+            next_seq: max_seq + 1,
+            quarantine_until_ns: 0,
+        }
+    }
+
+    /// Keeps published slots untouched until `until_ns` (or [`lift_quarantine`](Self::lift_quarantine)).
+    pub(crate) fn quarantine(&mut self, until_ns: u64) {
+        self.quarantine_until_ns = until_ns;
+    }
+
+    /// Ends the quarantine: every reader of the previous producer is back.
+    pub(crate) fn lift_quarantine(&mut self) {
+        self.quarantine_until_ns = 0;
+    }
+
+    /// The seq the next [`commit`](Self::commit) will publish.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Claims the oldest slot no reader holds, or `None` if every unclaimed
+    /// slot is held (the caller drops the frame). Never waits.
+    ///
+    /// `now_ns` and `hold_timeout_ns` implement revocation: a hold that has
+    /// blocked claims for longer than the timeout is overridden (and counted
+    /// in the reader's lease page so it can tell).
+    pub(crate) fn claim<R: RingWords, L: LeaseWords>(
+        &mut self,
+        ring: &R,
+        readers: &mut [ReaderSlot<L>],
+        now_ns: u64,
+        hold_timeout_ns: u64,
+    ) -> (Option<Claim>, ClaimReport) {
+        let mut report = ClaimReport::default();
+        for pos in 0..self.order.len() {
+            let slot = self.order[pos];
+            let prev = self.slot_seq[slot as usize];
+            if prev != 0 && now_ns < self.quarantine_until_ns {
+                report.skipped_held += 1;
+                continue;
+            }
+            let stamp = ring.stamp(slot);
+            // SYNC: with the reader's stamp re-load in `try_hold`. Relaxed store,
+            // then the SeqCst fence below orders it before our hold loads
+            // (Dekker): a reader either sees WRITING and backs off, or its hold
+            // store is visible to the loads below.
+            stamp.store(STAMP_WRITING, Ordering::Relaxed);
+            if prev != 0 {
+                fence(Ordering::SeqCst);
+                if is_held(readers, prev, now_ns, hold_timeout_ns, &mut report) {
+                    // SYNC: pairs with the reader's Acquire stamp loads. The
+                    // payload was not touched, so the frame is intact again.
+                    stamp.store(stamp_published(prev), Ordering::Release);
+                    report.skipped_held += 1;
+                    continue;
+                }
+            }
+            // SYNC: pairs with the Release stores of 0 that readers make when
+            // they drop a hold: their payload reads happen before our writes.
+            // Also orders the WRITING store before the payload writes for
+            // seqlock-validating readers (the Release half).
+            fence(Ordering::AcqRel);
+            self.order.remove(pos);
+            self.slot_seq[slot as usize] = 0;
+            return (Some(Claim { slot }), report);
+        }
+        (None, report)
+    }
+
+    /// Publishes the frame written into `claim`'s slot (payload and metadata
+    /// with seq [`next_seq`](Self::next_seq) already in place). Returns the
+    /// seq and whether a reader is asleep (the caller then wakes the futex).
+    pub(crate) fn commit<R: RingWords, L: LeaseWords>(
+        &mut self,
+        ring: &R,
+        readers: &[ReaderSlot<L>],
+        claim: Claim,
+    ) -> (u64, bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let slot = claim.slot;
+        // SYNC: Release pairs with the reader's Acquire stamp load: payload and
+        // metadata written before are visible to a reader that sees `seq`.
+        ring.stamp(slot)
+            .store(stamp_published(seq), Ordering::Release);
+        let ix = (seq % u64::from(ring.index_len())) as u32;
+        // SYNC: Release, then `head` Release: a reader that Acquires a head >=
+        // seq sees this index entry (or a later one, which its stamp check
+        // then rejects).
+        ring.index(ix).store(slot, Ordering::Release);
+        ring.head().store(seq, Ordering::Release);
+        self.slot_seq[slot as usize] = seq;
+        self.order.push_back(slot);
+        let wake = self.bump_notify(ring, readers);
+        (seq, wake)
+    }
+
+    /// Gives a claimed slot back unpublished (a loan the caller gave up).
+    pub(crate) fn abandon<R: RingWords>(&mut self, ring: &R, claim: Claim) {
+        // No reader can hold an empty slot; put it first in line for reuse.
+        ring.stamp(claim.slot).store(0, Ordering::Release);
+        self.order.push_front(claim.slot);
+    }
+
+    /// Bumps the futex word and reports whether any reader sleeps on it.
+    pub(crate) fn bump_notify<R: RingWords, L: LeaseWords>(
+        &self,
+        ring: &R,
+        readers: &[ReaderSlot<L>],
+    ) -> bool {
+        // SYNC: Dekker with the reader's `waiting` store in `prepare_wait`:
+        // our notify bump is ordered before our loads of `waiting`, theirs
+        // the other way round, so a reader either sees the new notify value
+        // (and does not sleep) or we see its waiting flag (and wake it).
+        ring.notify().fetch_add(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        readers
+            .iter()
+            .any(|r| r.lease.waiting().load(Ordering::Relaxed) != 0)
+    }
+}
+
+/// Marks a hold entry whose value the producer no longer honours.
+const REVOKED: u64 = u64::MAX;
+
+/// Whether any reader's honoured hold entries name `seq`, overriding holds
+/// older than the timeout.
+fn is_held<L: LeaseWords>(
+    readers: &mut [ReaderSlot<L>],
+    seq: u64,
+    now_ns: u64,
+    hold_timeout_ns: u64,
+    report: &mut ClaimReport,
+) -> bool {
+    let mut held = false;
+    for r in readers.iter_mut() {
+        for i in 0..r.hold_limit {
+            // Relaxed: ordered by the SeqCst fence in `claim` (and the AcqRel
+            // fence after it when we go on to write).
+            if r.lease.hold(i).load(Ordering::Relaxed) != seq {
+                continue;
+            }
+            let since = &mut r.blocked_since[i];
+            if since.0 != seq {
+                *since = (seq, now_ns);
+            }
+            if since.1 == REVOKED {
+                continue; // revoked earlier: no longer honoured
+            }
+            if now_ns.saturating_sub(since.1) >= hold_timeout_ns {
+                // Revoked: the reader learns it from its frame's stamp check and
+                // from this counter; we stop honouring this value.
+                r.lease.revoked().fetch_add(1, Ordering::Relaxed);
+                report.revoked += 1;
+                since.1 = REVOKED;
+                continue;
+            }
+            held = true;
+        }
+    }
+    held
+}
+
+/// Outcome of one attempt to hold a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// The frame is held in this slot until the hold entry is cleared.
+    Held(u32),
+    /// The frame was overwritten (or is being): it is gone.
+    Gone,
+    /// The frame has not been published yet.
+    NotYet,
+}
+
+/// Tries to hold frame `seq` using hold entry `entry` (which must be 0).
+/// On anything but [`Hold::Held`] the entry is left at 0.
+pub(crate) fn try_hold<R: RingWords>(ring: &R, entry: &AtomicU64, seq: u64) -> Hold {
+    // SYNC: Acquire pairs with the producer's Release store of head in commit.
+    let head = ring.head().load(Ordering::Acquire);
+    if seq == 0 || seq > head {
+        return Hold::NotYet;
+    }
+    let slot = ring
+        .index((seq % u64::from(ring.index_len())) as u32)
+        .load(Ordering::Acquire);
+    if slot >= ring.slot_count() {
+        // Untrusted memory: an index entry outside the ring means no frame.
+        return Hold::Gone;
+    }
+    let want = stamp_published(seq);
+    let stamp = ring.stamp(slot);
+    if stamp.load(Ordering::Acquire) != want {
+        return Hold::Gone;
+    }
+    // SYNC: Dekker with the producer's WRITING store in `claim`: our hold
+    // store is ordered before the stamp re-load by the SeqCst fence.
+    entry.store(seq, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    // SYNC: Acquire pairs with the producer's Release publish of `seq`.
+    if stamp.load(Ordering::Acquire) == want {
+        Hold::Held(slot)
+    } else {
+        entry.store(0, Ordering::Relaxed);
+        Hold::Gone
+    }
+}
+
+/// Releases a hold taken by [`try_hold`].
+pub(crate) fn release(entry: &AtomicU64) {
+    // SYNC: Release pairs with the producer's AcqRel fence in `claim`: our
+    // payload reads happen before it overwrites the slot.
+    entry.store(0, Ordering::Release);
+}
+
+/// Whether frame `seq` is still in `slot` unmodified (a seqlock validation:
+/// the Acquire fence orders the caller's earlier payload reads before the
+/// re-load, as in crossbeam-utils' `SeqLock::validate_read`).
+pub(crate) fn still_intact<R: RingWords>(ring: &R, slot: u32, seq: u64) -> bool {
+    fence(Ordering::Acquire);
+    ring.stamp(slot).load(Ordering::Relaxed) == stamp_published(seq)
+}
+
+/// The oldest published seq >= `from` still in the ring, if any (slow path
+/// for a reader that fell behind).
+pub(crate) fn oldest_from<R: RingWords>(ring: &R, from: u64) -> Option<u64> {
+    (0..ring.slot_count())
+        .filter_map(|s| published_seq(ring.stamp(s).load(Ordering::Acquire)))
+        .filter(|&seq| seq >= from)
+        .min()
+}
+
+/// Announces that the reader is about to sleep; returns false if a new
+/// frame arrived meanwhile (`notify` moved past `seen`), in which case it
+/// must not sleep. The caller clears `waiting` after waking.
+pub(crate) fn prepare_wait<R: RingWords>(ring: &R, waiting: &AtomicU32, seen: u32) -> bool {
+    waiting.store(1, Ordering::Relaxed);
+    // SYNC: Dekker with `bump_notify`; see there.
+    fence(Ordering::SeqCst);
+    ring.notify().load(Ordering::Relaxed) == seen
+}

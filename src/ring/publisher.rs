@@ -1,0 +1,940 @@
+//! The producer side: create or resume a ring, publish frames by copy or by
+//! loaning a slot to be filled in place.
+
+use crate::ring::layout::{
+    validate_name, Geometry, Header, LayoutError, RawMeta, StreamFormat, MAX_HOLDS, USER_META_BYTES,
+};
+use crate::ring::mem::{
+    LeaseMap, MapError, RingMap, STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED,
+};
+use crate::ring::protocol::{Claim, ProducerCore, ReaderSlot, RingWords};
+use crate::ring::socket::{Control, ControlConfig, ReaderEvent};
+use crate::ring::{mono_ns, paths, real_ns};
+use crate::sync::atomic::Ordering;
+use crossbeam_channel::{Receiver, Sender};
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a ring is created. Build with [`RingOptions::new`] and adjust fields.
+///
+/// ```
+/// use camux::ring::{RingOptions, StreamFormat};
+/// let dir = tempfile::tempdir()?;
+/// let mut opts = RingOptions::new(dir.path(), "imu", StreamFormat::opaque(64), 64);
+/// opts.slots = 256;
+/// let publisher = camux::Publisher::create(&opts)?;
+/// assert_eq!(publisher.ring_path(), dir.path().join("imu.ring"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RingOptions {
+    /// Directory of the ring, socket and lock files (`/run/camux` in a pod).
+    pub dir: PathBuf,
+    /// Stream name (file names derive from it).
+    pub name: String,
+    /// Stream format recorded in the header.
+    pub format: StreamFormat,
+    /// Largest payload a frame may have.
+    pub max_frame_bytes: u64,
+    /// Number of slots (default 8). Readers x holds + 2 keeps the producer
+    /// from ever dropping.
+    pub slots: u32,
+    /// Frames one reader may hold at once (1..=16, default 4).
+    pub hold_limit: u32,
+    /// After this long, a hold that blocks the producer is revoked (default 5 s).
+    pub hold_timeout: Duration,
+    /// Readers registered at once (default 64).
+    pub max_readers: u32,
+    /// Heartbeat interval (default 200 ms): readers call the producer stale
+    /// after two intervals without one.
+    pub heartbeat: Duration,
+    /// Mode of the ring file (default 0o644: anyone who can reach the
+    /// directory may read).
+    pub ring_mode: u32,
+    /// Mode of the socket (default 0o666: connecting needs write permission).
+    pub socket_mode: u32,
+    /// Wait for a running producer of the same stream to stop (standby for a
+    /// rolling update) instead of failing with [`CreateError::Busy`].
+    pub wait_for_lock: bool,
+}
+
+impl RingOptions {
+    /// Options with the defaults for a stream `name` in `dir`.
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        name: impl Into<String>,
+        format: StreamFormat,
+        max_frame_bytes: u64,
+    ) -> Self {
+        RingOptions {
+            dir: dir.into(),
+            name: name.into(),
+            format,
+            max_frame_bytes,
+            slots: 8,
+            hold_limit: 4,
+            hold_timeout: Duration::from_secs(5),
+            max_readers: 64,
+            heartbeat: Duration::from_millis(200),
+            ring_mode: 0o644,
+            socket_mode: 0o666,
+            wait_for_lock: false,
+        }
+    }
+
+    fn header(&self, ring_id: u64) -> Result<Header, CreateError> {
+        let layout = Geometry {
+            slot_count: self.slots,
+            max_frame_bytes: self.max_frame_bytes,
+            page_size: Geometry::host_page_size(),
+        }
+        .layout()
+        .map_err(CreateError::Geometry)?;
+        if self.hold_limit == 0 || self.hold_limit > MAX_HOLDS {
+            return Err(CreateError::Invalid(format!(
+                "hold limit {} outside 1..={MAX_HOLDS}",
+                self.hold_limit
+            )));
+        }
+        if self.max_readers == 0 || self.max_readers > 1024 {
+            return Err(CreateError::Invalid(format!(
+                "max readers {} outside 1..=1024",
+                self.max_readers
+            )));
+        }
+        if self.heartbeat < Duration::from_millis(1) || self.heartbeat > Duration::from_secs(60) {
+            return Err(CreateError::Invalid(format!(
+                "heartbeat {:?} outside 1ms..=60s",
+                self.heartbeat
+            )));
+        }
+        Ok(Header {
+            layout,
+            ring_id,
+            created_real_ns: real_ns(),
+            heartbeat_interval_ns: self.heartbeat.as_nanos() as u64,
+            hold_limit: self.hold_limit,
+            max_readers: self.max_readers,
+            format: self.format,
+            name: self.name.clone(),
+        })
+    }
+}
+
+/// Why a ring could not be created or resumed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// An option is out of range.
+    #[error("invalid ring options: {0}")]
+    Invalid(String),
+    /// The geometry cannot be laid out.
+    #[error(transparent)]
+    Geometry(LayoutError),
+    /// Another producer publishes this stream (its lock is held).
+    #[error("stream is already published by another producer (lock {path} is held); stop it, or wait for it (standby)")]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The file system cannot hold the ring (tmpfs full or too small).
+    #[error("no space for the ring: {path} needs {need} bytes; enlarge the tmpfs (or the pod's memory limit) or use fewer/smaller slots")]
+    NoSpace {
+        /// The file being created.
+        path: PathBuf,
+        /// Bytes needed.
+        need: u64,
+    },
+    /// Any other I/O failure, with the path it concerned.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> CreateError + '_ {
+    move |source| CreateError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Why a frame was not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload is larger than a slot.
+    #[error("frame of {len} bytes exceeds the slot size of {max} bytes")]
+    TooLarge {
+        /// Payload length.
+        len: u64,
+        /// Slot capacity.
+        max: u64,
+    },
+    /// More user metadata than a frame carries.
+    #[error("user metadata of {len} bytes exceeds {max}")]
+    UserMetaTooLarge {
+        /// Bytes given.
+        len: usize,
+        /// [`USER_META_BYTES`].
+        max: usize,
+    },
+    /// Every slot is held by readers or loaned: the frame was dropped (and counted).
+    #[error("every slot is held by readers or loaned; frame dropped")]
+    NoFreeSlot,
+    /// The loan belongs to another ring (a publisher that was re-created).
+    #[error("loan belongs to another ring")]
+    ForeignLoan,
+}
+
+/// Per-frame metadata the caller supplies; what it leaves at default is
+/// filled in (publish time; format from the ring).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FrameInfo<'a> {
+    /// When the frame was captured (CLOCK_MONOTONIC ns); 0 = now.
+    pub capture_mono_ns: u64,
+    /// When the frame was captured (CLOCK_REALTIME ns); 0 = now.
+    pub capture_real_ns: u64,
+    /// The driver's own frame counter (V4L2 `sequence`).
+    pub driver_seq: u64,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// V4L2 field order (0 = none).
+    pub field: u32,
+    /// Overrides the ring's format for this frame (variable formats).
+    pub format: Option<StreamFormat>,
+    /// Up to [`USER_META_BYTES`] of user metadata.
+    pub user: &'a [u8],
+}
+
+/// The frame is a key frame (compressed formats).
+pub const FLAG_KEYFRAME: u32 = 1;
+/// The driver reported an error for this frame (its data may be damaged).
+pub const FLAG_ERROR: u32 = 2;
+
+/// What happened to a published frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Published with this sequence number.
+    Seq(u64),
+    /// Dropped: every slot was held (counted in the header).
+    Dropped,
+}
+
+/// A slot loaned out to be filled in place (the V4L2 USERPTR path queues
+/// its pages to the driver). Give it back with [`Publisher::commit`] or
+/// [`Publisher::abandon`]; a loan dropped otherwise is abandoned at the next
+/// publish.
+pub struct Loan {
+    ring: Arc<RingMap>,
+    slot: Option<u32>,
+    lost: Sender<u32>,
+}
+
+impl Loan {
+    /// The slot index.
+    pub fn slot(&self) -> u32 {
+        self.slot.expect("live loan")
+    }
+
+    /// Capacity of the slot in bytes (the ring's max frame size).
+    pub fn capacity(&self) -> usize {
+        self.ring.layout().geometry.max_frame_bytes as usize
+    }
+
+    /// Start of the slot's payload: page aligned, [`capacity`](Self::capacity)
+    /// bytes, valid while the loan lives. For handing to a driver.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ring.payload_ptr(self.slot())
+    }
+
+    /// The slot's payload as a mutable slice.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let len = self.capacity();
+        let ptr = self.as_mut_ptr();
+        // SAFETY: the slot is claimed (stamp WRITING): no reader holds it and
+        // the producer writes it only through this loan, which `&mut self`
+        // makes exclusive; `ptr..ptr+len` lies in the mapping that `self.ring`
+        // keeps alive.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    }
+}
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let _ = self.lost.send(slot);
+        }
+    }
+}
+
+/// Counters of a publisher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PublisherStats {
+    /// Frames published by this publisher.
+    pub published: u64,
+    /// Frames dropped because every slot was held.
+    pub dropped: u64,
+    /// Holds revoked after the hold timeout.
+    pub revoked: u64,
+    /// Readers currently registered.
+    pub readers: u32,
+    /// This producer's epoch.
+    pub epoch: u32,
+    /// The latest published seq.
+    pub head: u64,
+}
+
+/// How the publisher came by its ring file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// No ring existed: a new file.
+    Created,
+    /// A ring with the same geometry existed: resumed, sequence continues.
+    Resumed {
+        /// The last seq the previous producer published.
+        head: u64,
+    },
+    /// A ring of another geometry (or an unreadable file) was replaced by a new
+    /// file via atomic rename; readers of the old one are told.
+    Replaced {
+        /// Why the old file could not be resumed.
+        reason: String,
+    },
+}
+
+/// The single producer of one stream.
+///
+/// ```
+/// use camux::ring::{RingOptions, StreamFormat};
+/// use camux::{FrameInfo, Published, Publisher};
+/// let dir = tempfile::tempdir()?;
+/// let mut p = Publisher::create(&RingOptions::new(dir.path(), "s", StreamFormat::opaque(64), 64))?;
+/// assert_eq!(p.publish(&FrameInfo::default(), b"hello")?, Published::Seq(1));
+/// let mut loan = p.loan()?;
+/// loan.as_mut_slice()[..5].copy_from_slice(b"world");
+/// assert_eq!(p.commit(loan, 5, &FrameInfo::default())?, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Publisher {
+    ring: Arc<RingMap>,
+    core: ProducerCore,
+    readers: Vec<ReaderSlot<Arc<LeaseMap>>>,
+    events: Receiver<ReaderEvent>,
+    lost_tx: Sender<u32>,
+    lost_rx: Receiver<u32>,
+    control: Option<Control>,
+    hold_timeout_ns: u64,
+    epoch: u32,
+    origin: Origin,
+    /// Readers of the previous producer still expected back (quarantine).
+    awaiting: u32,
+    stats: PublisherStats,
+    ring_path: PathBuf,
+    sock_path: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Publisher {
+    /// Creates the ring `opts.dir/<name>.ring`, or resumes it if a previous
+    /// producer left one with the same geometry, then starts accepting
+    /// readers on `<name>.sock`.
+    pub fn create(opts: &RingOptions) -> Result<Publisher, CreateError> {
+        validate_name(&opts.name).map_err(CreateError::Invalid)?;
+        let want = opts.header(random_id())?;
+        std::fs::create_dir_all(&opts.dir).map_err(io_at(&opts.dir))?;
+        let (ring_path, sock_path, lock_path) = paths(&opts.dir, &opts.name);
+        let lock = take_lock(&lock_path, opts.wait_for_lock)?;
+
+        let (ring, origin) = match open_existing(&ring_path) {
+            Ok(old) if compatible(&old.header, &want) => {
+                let head = old.head().load(Ordering::Acquire);
+                (old, Origin::Resumed { head })
+            }
+            found => {
+                let (old, reason) = match found {
+                    Ok(old) => {
+                        let reason = describe_difference(&old.header, &want);
+                        (Some(old), reason)
+                    }
+                    Err(None) => (None, String::new()),
+                    Err(Some(e)) => (None, format!("existing file unusable: {e}")),
+                };
+                let ring = create_file(&opts.dir, &ring_path, opts.ring_mode, want)?;
+                let origin = match old {
+                    Some(old) => {
+                        // Tell readers of the old file; they remap on their own.
+                        old.live().state.store(STATE_SUPERSEDED, Ordering::Release);
+                        old.live().notify.fetch_add(1, Ordering::Release);
+                        old.wake_all();
+                        // Sequence numbers continue across the change.
+                        let head = old.head().load(Ordering::Acquire);
+                        ring.head().store(head, Ordering::Release);
+                        Origin::Replaced { reason }
+                    }
+                    None if reason.is_empty() => Origin::Created,
+                    None => Origin::Replaced { reason },
+                };
+                (ring, origin)
+            }
+        };
+        let ring = Arc::new(ring);
+        let live = ring.live();
+        live.state.store(STATE_INIT, Ordering::Release);
+        let mut core = ProducerCore::resume(&*ring);
+        let now = mono_ns();
+        let awaiting = if matches!(origin, Origin::Resumed { .. }) {
+            let before = live.readers.load(Ordering::Relaxed).min(opts.max_readers);
+            if before > 0 {
+                // Readers of the previous producer may still hold frames; leave
+                // published slots alone until they are back (or 2 heartbeats).
+                core.quarantine(now + 2 * opts.heartbeat.as_nanos() as u64);
+            }
+            before
+        } else {
+            0
+        };
+        live.readers.store(0, Ordering::Relaxed);
+        let prev_beat = live.heartbeat_ns.load(Ordering::Relaxed);
+        live.prev_heartbeat_ns.store(prev_beat, Ordering::Relaxed);
+        live.epoch_started_ns.store(now, Ordering::Relaxed);
+        live.heartbeat_ns.store(now, Ordering::Relaxed);
+        live.producer_pid
+            .store(std::process::id(), Ordering::Relaxed);
+        let epoch = live.epoch.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+
+        let (tx, events) = crossbeam_channel::unbounded();
+        let control = Control::start(
+            &sock_path,
+            opts.socket_mode,
+            ring.clone(),
+            ControlConfig {
+                hold_limit: opts.hold_limit,
+                max_readers: opts.max_readers,
+                heartbeat: opts.heartbeat,
+                handshake_timeout: Duration::from_secs(1),
+            },
+            tx,
+        )
+        .map_err(io_at(&sock_path))?;
+        // SYNC: Release pairs with readers' Acquire of the state: the epoch and
+        // everything above are visible once they see LIVE. The notify bump
+        // and wake reach readers sleeping through the restart.
+        live.state.store(STATE_LIVE, Ordering::Release);
+        live.notify.fetch_add(1, Ordering::Release);
+        ring.wake_all();
+        let (lost_tx, lost_rx) = crossbeam_channel::unbounded();
+        Ok(Publisher {
+            stats: PublisherStats {
+                epoch,
+                head: core.next_seq() - 1,
+                ..Default::default()
+            },
+            ring,
+            core,
+            readers: Vec::new(),
+            events,
+            lost_tx,
+            lost_rx,
+            control: Some(control),
+            hold_timeout_ns: opts.hold_timeout.as_nanos().min(u64::MAX as u128) as u64,
+            epoch,
+            origin,
+            awaiting,
+            ring_path,
+            sock_path,
+            _lock: lock,
+        })
+    }
+
+    /// Path of the ring file.
+    pub fn ring_path(&self) -> &Path {
+        &self.ring_path
+    }
+
+    /// How this publisher came by its file.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The ring's header (geometry, format).
+    pub fn header(&self) -> &Header {
+        &self.ring.header
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PublisherStats {
+        PublisherStats {
+            readers: self.readers.len() as u32,
+            ..self.stats
+        }
+    }
+
+    /// The seq the next published frame gets.
+    pub fn next_seq(&self) -> u64 {
+        self.core.next_seq()
+    }
+
+    /// Takes in reader registrations and returned loans (cheap when idle:
+    /// two channel polls).
+    fn apply_events(&mut self) {
+        while let Ok(ev) = self.events.try_recv() {
+            self.apply_event(ev);
+        }
+        while let Ok(slot) = self.lost_rx.try_recv() {
+            self.core.abandon(&*self.ring, Claim { slot });
+        }
+    }
+
+    fn apply_event(&mut self, ev: ReaderEvent) {
+        match ev {
+            ReaderEvent::Added {
+                id,
+                lease,
+                hold_limit,
+                adopted,
+            } => {
+                lease.mark_registered(id);
+                if adopted && self.awaiting > 0 {
+                    self.awaiting -= 1;
+                    if self.awaiting == 0 {
+                        self.core.lift_quarantine();
+                    }
+                }
+                self.readers.push(ReaderSlot::new(id, lease, hold_limit));
+                // The new reader may be asleep waiting for its registration.
+                self.ring.live().notify.fetch_add(1, Ordering::Release);
+                self.ring.wake_all();
+            }
+            ReaderEvent::Removed { id } => self.readers.retain(|r| r.id != id),
+        }
+    }
+
+    fn claim(&mut self) -> Result<Claim, PublishError> {
+        self.apply_events();
+        let now = mono_ns();
+        let (claim, report) =
+            self.core
+                .claim(&*self.ring, &mut self.readers, now, self.hold_timeout_ns);
+        if report.revoked > 0 {
+            self.stats.revoked += u64::from(report.revoked);
+            self.ring
+                .live()
+                .revoked
+                .fetch_add(report.revoked.into(), Ordering::Relaxed);
+        }
+        claim.ok_or_else(|| {
+            self.stats.dropped += 1;
+            self.ring.live().dropped.fetch_add(1, Ordering::Relaxed);
+            PublishError::NoFreeSlot
+        })
+    }
+
+    fn meta(&self, info: &FrameInfo<'_>, len: usize) -> Result<RawMeta, PublishError> {
+        if info.user.len() > USER_META_BYTES {
+            return Err(PublishError::UserMetaTooLarge {
+                len: info.user.len(),
+                max: USER_META_BYTES,
+            });
+        }
+        let f = info.format.unwrap_or(self.ring.header.format);
+        let (mono, real) = (mono_ns(), real_ns());
+        let mut m = RawMeta {
+            seq: self.core.next_seq(),
+            capture_mono_ns: if info.capture_mono_ns == 0 {
+                mono
+            } else {
+                info.capture_mono_ns
+            },
+            capture_real_ns: if info.capture_real_ns == 0 {
+                real
+            } else {
+                info.capture_real_ns
+            },
+            publish_mono_ns: mono,
+            publish_real_ns: real,
+            payload_len: len as u64,
+            driver_seq: info.driver_seq,
+            fourcc: f.fourcc.0,
+            width: f.width,
+            height: f.height,
+            flags: info.flags,
+            field: info.field,
+            num_planes: f.num_planes,
+            epoch: self.epoch,
+            user_len: info.user.len() as u32,
+            strides: f.strides,
+            plane_offsets: f.plane_offsets,
+            user: [0; USER_META_BYTES],
+        };
+        m.user[..info.user.len()].copy_from_slice(info.user);
+        Ok(m)
+    }
+
+    fn finish(&mut self, claim: Claim, meta: &RawMeta) -> u64 {
+        self.ring.write_meta(claim.slot, meta);
+        let (seq, wake) = self.core.commit(&*self.ring, &self.readers, claim);
+        let live = self.ring.live();
+        live.published.fetch_add(1, Ordering::Relaxed);
+        live.heartbeat_ns
+            .store(meta.publish_mono_ns, Ordering::Relaxed);
+        if wake {
+            self.ring.wake_all();
+        }
+        self.stats.published += 1;
+        self.stats.head = seq;
+        seq
+    }
+
+    /// Publishes a copy of `payload`. Never blocks on readers: if every slot
+    /// is held the frame is dropped, counted, and [`Published::Dropped`]
+    /// returned.
+    pub fn publish(
+        &mut self,
+        info: &FrameInfo<'_>,
+        payload: &[u8],
+    ) -> Result<Published, PublishError> {
+        let max = self.ring.layout().geometry.max_frame_bytes;
+        if payload.len() as u64 > max {
+            return Err(PublishError::TooLarge {
+                len: payload.len() as u64,
+                max,
+            });
+        }
+        let meta = self.meta(info, payload.len())?;
+        let claim = match self.claim() {
+            Ok(c) => c,
+            Err(PublishError::NoFreeSlot) => return Ok(Published::Dropped),
+            Err(e) => return Err(e),
+        };
+        self.ring.write_payload(claim.slot, payload);
+        Ok(Published::Seq(self.finish(claim, &meta)))
+    }
+
+    /// Loans the oldest free slot to be filled in place. Several loans may be
+    /// out at once (a driver's queue); loaned slots count as held.
+    pub fn loan(&mut self) -> Result<Loan, PublishError> {
+        let claim = self.claim()?;
+        Ok(Loan {
+            ring: self.ring.clone(),
+            slot: Some(claim.slot),
+            lost: self.lost_tx.clone(),
+        })
+    }
+
+    /// Publishes the first `len` bytes of a loaned slot. Returns the seq.
+    pub fn commit(
+        &mut self,
+        mut loan: Loan,
+        len: usize,
+        info: &FrameInfo<'_>,
+    ) -> Result<u64, PublishError> {
+        if !Arc::ptr_eq(&loan.ring, &self.ring) {
+            return Err(PublishError::ForeignLoan);
+        }
+        let max = self.ring.layout().geometry.max_frame_bytes;
+        if len as u64 > max {
+            self.abandon(loan);
+            return Err(PublishError::TooLarge {
+                len: len as u64,
+                max,
+            });
+        }
+        let meta = match self.meta(info, len) {
+            Ok(m) => m,
+            Err(e) => {
+                self.abandon(loan);
+                return Err(e);
+            }
+        };
+        let slot = loan.slot.take().expect("live loan");
+        Ok(self.finish(Claim { slot }, &meta))
+    }
+
+    /// Gives a loaned slot back without publishing.
+    pub fn abandon(&mut self, mut loan: Loan) {
+        if let Some(slot) = loan.slot.take() {
+            if Arc::ptr_eq(&loan.ring, &self.ring) {
+                self.core.abandon(&*self.ring, Claim { slot });
+            }
+        }
+    }
+
+    /// Takes in pending reader registrations and returns how many readers
+    /// are registered. Publishing does this on its own before every frame.
+    pub fn poll_readers(&mut self) -> u32 {
+        self.apply_events();
+        self.readers.len() as u32
+    }
+
+    /// Blocks until at least `n` readers are registered, or `timeout`
+    /// passes; returns the number registered. For tools and tests that must
+    /// not publish before their readers are in.
+    pub fn wait_readers(&mut self, n: u32, timeout: Duration) -> u32 {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            self.apply_events();
+            if self.readers.len() as u32 >= n {
+                return self.readers.len() as u32;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return self.readers.len() as u32;
+            }
+            // A registration arrives on the channel: wait on it, not a timer.
+            match self.events.recv_timeout(left) {
+                Ok(ev) => self.apply_event(ev),
+                Err(_) => return self.readers.len() as u32,
+            }
+        }
+    }
+
+    /// Refreshes the heartbeat now (the control thread also does it on its own).
+    pub fn heartbeat(&self) {
+        self.ring
+            .live()
+            .heartbeat_ns
+            .store(mono_ns(), Ordering::Relaxed);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // Stop serving (readers' connections close: they will reconnect to a
+        // successor), then say so in the ring and wake everyone.
+        self.control.take();
+        let _ = std::fs::remove_file(&self.sock_path);
+        let live = self.ring.live();
+        live.state.store(STATE_STOPPED, Ordering::Release);
+        live.notify.fetch_add(1, Ordering::Release);
+        self.ring.wake_all();
+        // The lock is released when `_lock` closes, after this.
+    }
+}
+
+fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        b = (real_ns() ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    u64::from_le_bytes(b) | 1
+}
+
+fn take_lock(path: &Path, wait: bool) -> Result<Flock<File>, CreateError> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_at(path))?;
+    let arg = if wait {
+        FlockArg::LockExclusive
+    } else {
+        FlockArg::LockExclusiveNonblock
+    };
+    Flock::lock(f, arg).map_err(|(_, e)| match e {
+        nix::errno::Errno::EWOULDBLOCK => CreateError::Busy {
+            path: path.to_owned(),
+        },
+        e => io_at(path)(e.into()),
+    })
+}
+
+/// Opens an existing ring for writing; `Err(None)` if there is none.
+fn open_existing(path: &Path) -> Result<RingMap, Option<String>> {
+    let f = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(e) => return Err(Some(e.to_string())),
+    };
+    RingMap::open(&f, true).map_err(|e| match e {
+        MapError::Io(e) => Some(e.to_string()),
+        MapError::Layout(e) => Some(e.to_string()),
+    })
+}
+
+fn compatible(have: &Header, want: &Header) -> bool {
+    have.layout == want.layout
+        && have.format == want.format
+        && have.hold_limit == want.hold_limit
+        && have.max_readers == want.max_readers
+        && have.heartbeat_interval_ns == want.heartbeat_interval_ns
+        && have.name == want.name
+}
+
+fn describe_difference(have: &Header, want: &Header) -> String {
+    if have.format != want.format {
+        format!(
+            "format changed from {} {}x{} to {} {}x{}",
+            have.format.fourcc,
+            have.format.width,
+            have.format.height,
+            want.format.fourcc,
+            want.format.width,
+            want.format.height
+        )
+    } else if have.layout != want.layout {
+        format!(
+            "geometry changed from {} slots of {} bytes to {} slots of {} bytes",
+            have.layout.geometry.slot_count,
+            have.layout.geometry.max_frame_bytes,
+            want.layout.geometry.slot_count,
+            want.layout.geometry.max_frame_bytes
+        )
+    } else {
+        "ring options (hold limit, readers, heartbeat) changed".into()
+    }
+}
+
+/// Creates the ring under a temporary name, reserves its pages, writes the
+/// header, and renames it into place.
+fn create_file(dir: &Path, path: &Path, mode: u32, header: Header) -> Result<RingMap, CreateError> {
+    let tmp = dir.join(format!(".{}.ring.{}.tmp", header.name, std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&tmp)
+        .map_err(io_at(&tmp))?;
+    let cleanup = |e: CreateError| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    let need = header.layout.file_bytes;
+    // Reserve every page now: a full tmpfs is an error here, not a SIGBUS later.
+    if let Err(e) =
+        nix::fcntl::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), 0, need as libc::off_t)
+    {
+        return Err(cleanup(
+            if e == nix::errno::Errno::ENOSPC || e == nix::errno::Errno::EFBIG {
+                CreateError::NoSpace {
+                    path: path.to_owned(),
+                    need,
+                }
+            } else {
+                io_at(&tmp)(e.into())
+            },
+        ));
+    }
+    // The umask may have narrowed the mode; readers need what was asked.
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| cleanup(io_at(&tmp)(e)))?;
+    let ring = RingMap::init(&f, header).map_err(|e| {
+        cleanup(match e {
+            MapError::Io(e) => io_at(&tmp)(e),
+            MapError::Layout(e) => CreateError::Geometry(e),
+        })
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| cleanup(io_at(path)(e)))?;
+    Ok(ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(dir: &Path) -> RingOptions {
+        RingOptions::new(dir, "t", StreamFormat::opaque(64), 4096)
+    }
+
+    #[test]
+    fn second_producer_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let _p = Publisher::create(&opts(dir.path())).unwrap();
+        assert!(matches!(
+            Publisher::create(&opts(dir.path())),
+            Err(CreateError::Busy { .. })
+        ));
+    }
+
+    #[test]
+    fn resume_continues_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut p = Publisher::create(&opts(dir.path())).unwrap();
+            for _ in 0..5 {
+                p.publish(&FrameInfo::default(), b"x").unwrap();
+            }
+        }
+        let mut p = Publisher::create(&opts(dir.path())).unwrap();
+        assert_eq!(p.origin(), &Origin::Resumed { head: 5 });
+        assert_eq!(
+            p.publish(&FrameInfo::default(), b"y").unwrap(),
+            Published::Seq(6)
+        );
+        assert_eq!(p.stats().epoch, 2);
+    }
+
+    #[test]
+    fn geometry_change_replaces_file_and_continues() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut p = Publisher::create(&opts(dir.path())).unwrap();
+            p.publish(&FrameInfo::default(), b"x").unwrap();
+        }
+        let mut o = opts(dir.path());
+        o.max_frame_bytes = 8192;
+        let mut p = Publisher::create(&o).unwrap();
+        assert!(matches!(p.origin(), Origin::Replaced { .. }));
+        assert_eq!(
+            p.publish(&FrameInfo::default(), b"y").unwrap(),
+            Published::Seq(2)
+        );
+    }
+
+    #[test]
+    fn too_large_and_loans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.slots = 2;
+        let mut p = Publisher::create(&o).unwrap();
+        assert!(matches!(
+            p.publish(&FrameInfo::default(), &[0; 4097]),
+            Err(PublishError::TooLarge { .. })
+        ));
+        let a = p.loan().unwrap();
+        let b = p.loan().unwrap();
+        assert_eq!(p.loan().err(), Some(PublishError::NoFreeSlot));
+        assert_eq!(
+            p.publish(&FrameInfo::default(), b"z").unwrap(),
+            Published::Dropped
+        );
+        drop(a); // a dropped loan comes back at the next claim
+        p.abandon(b);
+        assert!(matches!(
+            p.publish(&FrameInfo::default(), b"z").unwrap(),
+            Published::Seq(_)
+        ));
+        assert_eq!(p.stats().dropped, 2);
+    }
+
+    #[test]
+    fn invalid_options_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.name = "../etc".into();
+        let e = Publisher::create(&o).err().unwrap().to_string();
+        assert!(e.contains("stream name"), "{e}");
+        let mut o = opts(dir.path());
+        o.hold_limit = 99;
+        let e = Publisher::create(&o).err().unwrap().to_string();
+        assert!(e.contains("hold limit 99"), "{e}");
+    }
+}
