@@ -37,3 +37,8 @@ pub use client::{
 };
 #[cfg(not(loom))]
 pub use ring::{FrameInfo, Published, Publisher, RingOptions};
+
+/// The README's code blocks are compiled as doctests, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

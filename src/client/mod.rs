@@ -21,7 +21,7 @@ pub use asynch::AsyncSubscriber;
 use crate::ring::layout::{LayoutError, StreamFormat, USER_META_BYTES};
 use crate::ring::mem::{LeaseMap, MapError, RingMap, STATE_LIVE, STATE_SUPERSEDED};
 use crate::ring::protocol::{self, Hold, LeaseWords, RingWords};
-use crate::ring::socket::{connect_reader, HandshakeError, REJECT_FULL};
+use crate::ring::socket::{connect_reader, HandshakeError, REJECT_FULL, REJECT_LEASE};
 use crate::ring::{mono_ns, paths, Header};
 use crate::sync::atomic::{AtomicU32, Ordering};
 use std::fs::File;
@@ -225,6 +225,10 @@ pub(crate) struct ReaderLease {
     /// Bit i set: hold entry i is free. Taken only by the subscriber (one
     /// thread, `&mut`), given back by frames from any thread.
     free: AtomicU32,
+    /// The connection to the producer that scans this page. It lives as long
+    /// as the page: frames that outlive their subscriber stay protected, and
+    /// the producer sees EOF (and releases the holds) when the last goes.
+    sock: Mutex<Option<OwnedFd>>,
 }
 
 impl ReaderLease {
@@ -232,7 +236,12 @@ impl ReaderLease {
         Arc::new(ReaderLease {
             map,
             free: AtomicU32::new(u32::MAX),
+            sock: Mutex::new(None),
         })
+    }
+
+    fn set_connection(&self, sock: OwnedFd) {
+        *self.sock.lock().unwrap_or_else(|p| p.into_inner()) = Some(sock);
     }
 
     fn take(&self, limit: u32) -> Option<usize> {
@@ -333,7 +342,6 @@ impl Drop for Frame {
 
 /// A registration with the producer of the current epoch.
 struct Registration {
-    _sock: OwnedFd,
     lease: Arc<ReaderLease>,
     id: u32,
     hold_limit: u32,
@@ -363,6 +371,8 @@ pub struct Subscriber {
     ring_path: PathBuf,
     sock_path: PathBuf,
     ring: Arc<RingMap>,
+    /// (device, inode) of the mapped file, to notice a replacement cheaply.
+    ino: (u64, u64),
     reg: Option<Registration>,
     /// A lease page kept from an earlier registration, to bring back.
     kept: Option<Arc<ReaderLease>>,
@@ -373,7 +383,7 @@ pub struct Subscriber {
     watch: Option<Arc<Mutex<WaitHandles>>>,
 }
 
-fn open_ring(path: &Path, stream: &str) -> Result<RingMap, OpenError> {
+fn open_ring(path: &Path, stream: &str) -> Result<(RingMap, (u64, u64)), OpenError> {
     let f = File::open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             OpenError::NotFound {
@@ -387,7 +397,14 @@ fn open_ring(path: &Path, stream: &str) -> Result<RingMap, OpenError> {
             }
         }
     })?;
-    RingMap::open(&f, false).map_err(|e| match e {
+    let ino = f
+        .metadata()
+        .map(|m| (m.dev(), m.ino()))
+        .map_err(|source| OpenError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    let ring = RingMap::open(&f, false).map_err(|e| match e {
         MapError::Io(source) => OpenError::Io {
             path: path.to_owned(),
             source,
@@ -396,7 +413,8 @@ fn open_ring(path: &Path, stream: &str) -> Result<RingMap, OpenError> {
             path: path.to_owned(),
             source,
         },
-    })
+    })?;
+    Ok((ring, ino))
 }
 
 impl Subscriber {
@@ -410,7 +428,8 @@ impl Subscriber {
     pub fn with_options(opts: SubscriberOptions) -> Result<Subscriber, OpenError> {
         crate::ring::layout::validate_name(&opts.stream).map_err(OpenError::InvalidName)?;
         let (ring_path, sock_path, _) = paths(&opts.dir, &opts.stream);
-        let ring = Arc::new(open_ring(&ring_path, &opts.stream)?);
+        let (ring, ino) = open_ring(&ring_path, &opts.stream)?;
+        let ring = Arc::new(ring);
         let head = ring.head().load(Ordering::Acquire);
         let next = match opts.mode {
             Mode::EveryFrame => head + 1,
@@ -421,6 +440,7 @@ impl Subscriber {
             ring_path,
             sock_path,
             ring,
+            ino,
             reg: None,
             kept: None,
             next,
@@ -559,8 +579,8 @@ impl Subscriber {
                     None => self.kept.take().expect("adopted our page"),
                 };
                 self.kept = None;
+                lease.set_connection(sock);
                 self.reg = Some(Registration {
-                    _sock: sock,
                     lease,
                     id: welcome.reader_id,
                     hold_limit: welcome.hold_limit,
@@ -574,6 +594,12 @@ impl Subscriber {
                     code,
                     message,
                 }))
+            }
+            Err(HandshakeError::Rejected { code, .. }) if code == REJECT_LEASE => {
+                // The new producer would not take our old page: start afresh
+                // (frames still held in it stay readable but unprotected).
+                self.kept = None;
+                Ok(())
             }
             // No producer yet, or one mid-restart: try again on the next call.
             Err(_) => Ok(()),
@@ -751,25 +777,18 @@ impl Subscriber {
             return false;
         }
         std::fs::metadata(&self.ring_path)
-            .map(|m| {
-                let ours = self.ring.header.ring_id;
-                // Cheap check first: a new file has another inode. Then confirm
-                // by its id (the inode number may be reused).
-                m.ino() != 0
-                    && open_ring(&self.ring_path, &self.opts.stream)
-                        .map(|r| r.header.ring_id != ours)
-                        .unwrap_or(false)
-            })
+            .map(|m| (m.dev(), m.ino()) != self.ino)
             .unwrap_or(false)
     }
 
     fn follow_replacement(&mut self) -> Result<(), RecvError> {
-        let new = match open_ring(&self.ring_path, &self.opts.stream) {
+        let (new, ino) = match open_ring(&self.ring_path, &self.opts.stream) {
             Ok(r) => r,
             // The successor may still be renaming its file into place.
             Err(OpenError::NotFound { .. }) => return Ok(()),
             Err(e) => return Err(RecvError::Reopen(e)),
         };
+        self.ino = ino;
         if new.header.ring_id == self.ring.header.ring_id {
             return Ok(());
         }

@@ -538,13 +538,21 @@ impl Publisher {
         })
     }
 
-    fn meta(&self, info: &FrameInfo<'_>, len: usize) -> Result<RawMeta, PublishError> {
+    fn check_user(info: &FrameInfo<'_>) -> Result<(), PublishError> {
         if info.user.len() > USER_META_BYTES {
             return Err(PublishError::UserMetaTooLarge {
                 len: info.user.len(),
                 max: USER_META_BYTES,
             });
         }
+        Ok(())
+    }
+
+    /// The metadata of the frame about to be committed; the publish time is
+    /// taken here, after the payload is in place. `info.user` was checked by
+    /// [`check_user`](Self::check_user).
+    fn meta(&self, info: &FrameInfo<'_>, len: usize) -> RawMeta {
+        let user = &info.user[..info.user.len().min(USER_META_BYTES)];
         let f = info.format.unwrap_or(self.ring.header.format);
         let (mono, real) = (mono_ns(), real_ns());
         let mut m = RawMeta {
@@ -570,13 +578,13 @@ impl Publisher {
             field: info.field,
             num_planes: f.num_planes,
             epoch: self.epoch,
-            user_len: info.user.len() as u32,
+            user_len: user.len() as u32,
             strides: f.strides,
             plane_offsets: f.plane_offsets,
             user: [0; USER_META_BYTES],
         };
-        m.user[..info.user.len()].copy_from_slice(info.user);
-        Ok(m)
+        m.user[..user.len()].copy_from_slice(user);
+        m
     }
 
     fn finish(&mut self, claim: Claim, meta: &RawMeta) -> u64 {
@@ -609,13 +617,14 @@ impl Publisher {
                 max,
             });
         }
-        let meta = self.meta(info, payload.len())?;
+        Self::check_user(info)?;
         let claim = match self.claim() {
             Ok(c) => c,
             Err(PublishError::NoFreeSlot) => return Ok(Published::Dropped),
             Err(e) => return Err(e),
         };
         self.ring.write_payload(claim.slot, payload);
+        let meta = self.meta(info, payload.len());
         Ok(Published::Seq(self.finish(claim, &meta)))
     }
 
@@ -648,13 +657,11 @@ impl Publisher {
                 max,
             });
         }
-        let meta = match self.meta(info, len) {
-            Ok(m) => m,
-            Err(e) => {
-                self.abandon(loan);
-                return Err(e);
-            }
-        };
+        if let Err(e) = Self::check_user(info) {
+            self.abandon(loan);
+            return Err(e);
+        }
+        let meta = self.meta(info, len);
         let slot = loan.slot.take().expect("live loan");
         Ok(self.finish(Claim { slot }, &meta))
     }
