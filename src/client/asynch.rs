@@ -92,7 +92,7 @@ fn waiter(handles: Arc<Mutex<WaitHandles>>, notify: Arc<Notify>, stop: Arc<Atomi
     while !stop.load(Ordering::Acquire) {
         let (ring, lease) = handles.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let seen = ring.notify().load(Ordering::Acquire);
-        let beat = ring.header.heartbeat_interval();
+        let beat = ring.header.heartbeat_interval() / 2;
         match &lease {
             Some(l) => {
                 if protocol::prepare_wait(&*ring, l.map.waiting(), seen) {

@@ -134,8 +134,11 @@ pub enum RecvError {
     /// `try_recv`: no frame is ready.
     #[error("no frame ready")]
     Empty,
-    /// The producer has given no sign of life for `since` (more than two
-    /// heartbeats). Reported once; keep calling to wait for its return.
+    /// The producer has given no sign of life for `since` (more than 1.5
+    /// heartbeat intervals; it refreshes every half interval, and a waiting
+    /// reader checks every half interval, so this comes within two
+    /// intervals of its last sign of life). Reported once; keep calling to
+    /// wait for its return.
     #[error("producer stale: no heartbeat for {since:?}")]
     Stale {
         /// Time since the last heartbeat.
@@ -517,7 +520,9 @@ impl Subscriber {
             if !block {
                 return Err(RecvError::Empty);
             }
-            let beat = self.ring.header.heartbeat_interval();
+            // Wake at least every half interval: a dead producer is then
+            // noticed within two intervals of its last heartbeat.
+            let beat = self.ring.header.heartbeat_interval() / 2;
             let wait = match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
@@ -759,7 +764,9 @@ impl Subscriber {
         let age = Duration::from_nanos(
             mono_ns().saturating_sub(live.heartbeat_ns.load(Ordering::Relaxed)),
         );
-        let stale = age > 2 * beat;
+        // The producer refreshes at least every half interval; 1.5 intervals
+        // of silence leave a full interval of slack for scheduling delays.
+        let stale = age > beat * 3 / 2;
         if stale && !self.stale_reported {
             self.stale_reported = true;
             return Err(RecvError::Stale { since: age });

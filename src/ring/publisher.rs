@@ -49,8 +49,9 @@ pub struct RingOptions {
     pub hold_timeout: Duration,
     /// Readers registered at once (default 64).
     pub max_readers: u32,
-    /// Heartbeat interval (default 200 ms): readers call the producer stale
-    /// after two intervals without one.
+    /// Heartbeat interval (default 200 ms): the producer refreshes its
+    /// heartbeat every half interval; readers learn of a dead or frozen
+    /// producer within two intervals.
     pub heartbeat: Duration,
     /// Mode of the ring file (default 0o644: anyone who can reach the
     /// directory may read).

@@ -699,8 +699,9 @@ impl Server {
         while !self.stop.load(Ordering::Acquire) {
             let now = mono_ns();
             if now >= next_beat {
-                // Heartbeat: readers call the producer stale after two intervals
-                // without one. Relaxed: a lone timestamp, read as a hint.
+                // Heartbeat, every half interval: readers call the producer
+                // stale after 1.5 intervals without one. Relaxed: a lone
+                // timestamp, read as a hint.
                 self.ring.live().heartbeat_ns.store(now, Ordering::Relaxed);
                 next_beat = now + tick_ns;
             }
