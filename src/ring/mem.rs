@@ -44,7 +44,8 @@ pub(crate) struct Live {
     pub dropped: AtomicU64,
     /// Futex word: bumped after each publish and on every state change.
     pub notify: AtomicU32,
-    _pad: AtomicU32,
+    /// Slot + 1 the producer is deciding whether to claim (0: none).
+    pub claiming: AtomicU32,
     /// Holds revoked after the hold timeout.
     pub revoked: AtomicU64,
 }
@@ -268,6 +269,9 @@ impl RingWords for RingMap {
     }
     fn notify(&self) -> &AtomicU32 {
         &self.live().notify
+    }
+    fn claiming(&self) -> &AtomicU32 {
+        &self.live().claiming
     }
 }
 

@@ -14,14 +14,19 @@
 //!
 //! * A reader that wants frame `seq` in slot `s` publishes `seq` in one of
 //!   its hold entries (its own lease page), issues a SeqCst fence, and
-//!   re-loads the stamp. If the stamp still says `seq`, the frame is held.
-//! * The producer that wants slot `s` stores [`STAMP_WRITING`], issues a
-//!   SeqCst fence, and loads every reader's hold entries. If one names the
-//!   frame in `s`, it puts the stamp back (the payload was never touched) and
-//!   tries the next-oldest slot; if every slot is held it drops the frame.
+//!   checks that the producer is not claiming `s` and that the stamp still
+//!   says `seq`. Then the frame is held.
+//! * The producer that wants slot `s` announces it in the header's
+//!   `claiming` word, issues a SeqCst fence, and loads every reader's hold
+//!   entries. If one names the frame in `s`, it withdraws the announcement
+//!   (stamp and payload untouched) and tries the next-oldest slot; if every
+//!   slot is held it drops the frame. Otherwise it stamps the slot
+//!   [`STAMP_WRITING`], withdraws the announcement, and writes.
 //!
 //! The two fences make this Dekker's pattern: at least one side sees the
-//! other's store, so a frame is never both held and overwritten. The
+//! other's store, so a frame is never both held and overwritten; and since
+//! a held frame's stamp is only ever changed by an overwrite, a holder's
+//! seqlock check ([`still_intact`]) never reports a false alarm. The
 //! producer's work per frame is one pass over the hold entries (a few loads
 //! per reader), never a wait.
 
@@ -62,6 +67,8 @@ pub(crate) trait RingWords {
     fn head(&self) -> &AtomicU64;
     /// The futex word readers sleep on; bumped after every publish.
     fn notify(&self) -> &AtomicU32;
+    /// The slot the producer is deciding whether to claim, plus one (0: none).
+    fn claiming(&self) -> &AtomicU32;
 }
 
 /// One reader's lease words, as the producer sees them.
@@ -156,6 +163,8 @@ impl ProducerCore {
             }
         }
         slots.sort_unstable();
+        // A producer that died mid-claim may have left its announcement.
+        ring.claiming().store(0, Ordering::Release);
         ProducerCore {
             slot_seq,
             order: slots.into_iter().map(|(_, s)| s).collect(),
@@ -200,26 +209,31 @@ impl ProducerCore {
                 report.skipped_held += 1;
                 continue;
             }
-            let stamp = ring.stamp(slot);
-            // SYNC: with the reader's stamp re-load in `try_hold`. Relaxed store,
-            // then the SeqCst fence below orders it before our hold loads
-            // (Dekker): a reader either sees WRITING and backs off, or its hold
-            // store is visible to the loads below.
-            stamp.store(STAMP_WRITING, Ordering::Relaxed);
             if prev != 0 {
+                // SYNC: Dekker with `try_hold`. Announce the claim, then the
+                // SeqCst fence orders it before our hold loads: a reader either
+                // sees the announcement (or the WRITING stamp that follows it)
+                // and backs off, or its hold store is visible to `is_held`.
+                // Release (on every store to `claiming`): a reader that
+                // Acquires any later value also sees our earlier stamp stores.
+                ring.claiming().store(slot + 1, Ordering::Release);
                 fence(Ordering::SeqCst);
                 if is_held(readers, prev, now_ns, hold_timeout_ns, &mut report) {
-                    // SYNC: pairs with the reader's Acquire stamp loads. The
-                    // payload was not touched, so the frame is intact again.
-                    stamp.store(stamp_published(prev), Ordering::Release);
+                    // Withdraw. The stamp was never touched, so a holder's
+                    // `still_intact` never sees a false WRITING.
+                    ring.claiming().store(0, Ordering::Release);
                     report.skipped_held += 1;
                     continue;
                 }
             }
-            // SYNC: pairs with the Release stores of 0 that readers make when
-            // they drop a hold: their payload reads happen before our writes.
-            // Also orders the WRITING store before the payload writes for
-            // seqlock-validating readers (the Release half).
+            ring.stamp(slot).store(STAMP_WRITING, Ordering::Relaxed);
+            // SYNC: Release orders the WRITING stamp before the withdrawal of
+            // the announcement, for readers that Acquire `claiming` == 0.
+            ring.claiming().store(0, Ordering::Release);
+            // SYNC: Acquire half pairs with the Release stores of 0 that
+            // readers make when they drop a hold: their payload reads happen
+            // before our writes. Release half orders the WRITING stamp before
+            // the payload writes for seqlock-validating readers.
             fence(Ordering::AcqRel);
             self.order.remove(pos);
             self.slot_seq[slot as usize] = 0;
@@ -353,12 +367,15 @@ pub(crate) fn try_hold<R: RingWords>(ring: &R, entry: &AtomicU64, seq: u64) -> H
     if stamp.load(Ordering::Acquire) != want {
         return Hold::Gone;
     }
-    // SYNC: Dekker with the producer's WRITING store in `claim`: our hold
-    // store is ordered before the stamp re-load by the SeqCst fence.
+    // SYNC: Dekker with the producer's claim announcement in `claim`: our
+    // hold store is ordered before the loads below by the SeqCst fence.
     entry.store(seq, Ordering::Relaxed);
     fence(Ordering::SeqCst);
+    // SYNC: Acquire pairs with the producer's Release stores of `claiming`;
+    // reading any value from one makes its earlier WRITING stamps visible.
+    let claiming = ring.claiming().load(Ordering::Acquire);
     // SYNC: Acquire pairs with the producer's Release publish of `seq`.
-    if stamp.load(Ordering::Acquire) == want {
+    if claiming != slot + 1 && stamp.load(Ordering::Acquire) == want {
         Hold::Held(slot)
     } else {
         entry.store(0, Ordering::Relaxed);
