@@ -3,8 +3,12 @@
 //! A futex cannot be awaited, so each [`AsyncSubscriber`] has one small
 //! thread that sleeps on the ring's futex word (exactly as a blocking reader
 //! does) and signals a [`tokio::sync::Notify`] when it changes. The task
-//! itself never blocks and never polls in a loop: it tries a non-blocking
+//! itself never sleeps and never polls in a loop: it tries a non-blocking
 //! receive and awaits the notification if there is nothing yet.
+//!
+//! One caveat: after a producer restart the next receive re-registers, a
+//! handshake over the local socket on the calling thread (tens of
+//! microseconds, bounded by `SubscriberOptions::handshake_timeout`).
 
 use super::{Frame, RecvError, Subscriber, WaitHandles};
 use crate::ring::protocol::{self, LeaseWords, RingWords};
@@ -80,18 +84,19 @@ impl AsyncSubscriber {
 
 impl Drop for AsyncSubscriber {
     fn drop(&mut self) {
+        // Not joined: a drop on a runtime thread must not block. The waiter
+        // wakes within half a heartbeat interval, sees the flag and exits;
+        // it holds only Arcs, so nothing dangles meanwhile.
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            // The waiter wakes at least every heartbeat interval and exits.
-            let _ = t.join();
-        }
+        self.thread.take();
     }
 }
 
 fn waiter(handles: Arc<Mutex<WaitHandles>>, notify: Arc<Notify>, stop: Arc<AtomicBool>) {
+    let current = || handles.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut ring, mut lease) = current();
+    let mut seen = ring.notify().load(Ordering::Acquire);
     while !stop.load(Ordering::Acquire) {
-        let (ring, lease) = handles.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let seen = ring.notify().load(Ordering::Acquire);
         let beat = ring.header.heartbeat_interval() / 2;
         match &lease {
             Some(l) => {
@@ -104,8 +109,14 @@ fn waiter(handles: Arc<Mutex<WaitHandles>>, notify: Arc<Notify>, stop: Arc<Atomi
             }
             None => ring.wait(seen, beat),
         }
-        // Wake the task on every change, and once per heartbeat so it can
-        // notice a stale or replaced producer.
+        // Read the word *before* waking the task: a publish after this load
+        // changes it, so the next wait returns at once and wakes the task
+        // again. (Loading it after the wake could miss a frame published
+        // after the task looked.)
+        (ring, lease) = current();
+        seen = ring.notify().load(Ordering::Acquire);
+        // Wake the task on every change, and every half heartbeat interval
+        // so it can notice a stale or replaced producer.
         notify.notify_one();
     }
 }

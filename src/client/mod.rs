@@ -377,8 +377,9 @@ pub struct Subscriber {
     /// (device, inode) of the mapped file, to notice a replacement cheaply.
     ino: (u64, u64),
     reg: Option<Registration>,
-    /// A lease page kept from an earlier registration, to bring back.
-    kept: Option<Arc<ReaderLease>>,
+    /// A lease page kept from an earlier registration (with its hold
+    /// limit), to bring back to the next producer.
+    kept: Option<(Arc<ReaderLease>, u32)>,
     /// Every-frame: the next seq wanted. Latest-only: one past the last returned.
     next: u64,
     last_epoch: Option<u32>,
@@ -435,8 +436,10 @@ impl Subscriber {
         let ring = Arc::new(ring);
         let head = ring.head().load(Ordering::Acquire);
         let next = match opts.mode {
-            Mode::EveryFrame => head + 1,
-            Mode::LatestOnly => 1,
+            Mode::EveryFrame => head.saturating_add(1),
+            // The newest frame now is the first one returned; `skipped`
+            // counts only what is published after opening.
+            Mode::LatestOnly => head.max(1),
         };
         let mut sub = Subscriber {
             opts,
@@ -472,9 +475,22 @@ impl Subscriber {
         self.opts.mode
     }
 
-    /// Whether the subscriber is registered with a live producer now.
+    /// Whether the subscriber is registered with a live producer that
+    /// scans its holds (it can receive frames now).
     pub fn is_connected(&self) -> bool {
-        self.reg.is_some()
+        self.reg
+            .as_ref()
+            .is_some_and(|r| r.lease.map.is_registered(r.id))
+    }
+
+    /// How many of this reader's holds the producer revoked because they
+    /// outlived the hold timeout (a count in the reader's lease page).
+    pub fn revoked(&self) -> u32 {
+        self.reg
+            .as_ref()
+            .map(|r| &r.lease)
+            .or(self.kept.as_ref().map(|(l, _)| l))
+            .map_or(0, |l| l.map.revoked().load(Ordering::Relaxed))
     }
 
     /// Blocks until a frame or an event.
@@ -562,12 +578,12 @@ impl Subscriber {
             }
             // Our producer is gone: keep the page to bring to its successor.
             let reg = self.reg.take().expect("checked");
-            self.kept = Some(reg.lease);
+            self.kept = Some((reg.lease, reg.hold_limit));
         }
         if state != STATE_LIVE {
             return Ok(());
         }
-        let adopt = self.kept.as_ref().map(|l| &l.map);
+        let adopt = self.kept.as_ref().map(|(l, _)| &l.map);
         match connect_reader(
             &self.sock_path,
             adopt,
@@ -581,7 +597,7 @@ impl Subscriber {
                 }
                 let lease = match page {
                     Some(map) => ReaderLease::new(map),
-                    None => self.kept.take().expect("adopted our page"),
+                    None => self.kept.take().expect("adopted our page").0,
                 };
                 self.kept = None;
                 lease.set_connection(sock);
@@ -637,7 +653,7 @@ impl Subscriber {
         let (lease, limit) = match &self.reg {
             Some(reg) if reg.lease.map.is_registered(reg.id) => (reg.lease.clone(), reg.hold_limit),
             _ if superseded => match &self.kept {
-                Some(l) => (l.clone(), 1),
+                Some((l, limit)) => (l.clone(), *limit),
                 None => return Ok(None),
             },
             _ => return Ok(None),
@@ -646,7 +662,7 @@ impl Subscriber {
         let hold = lease.map.hold(entry);
         let got = match self.opts.mode {
             Mode::EveryFrame => self.step_every(hold),
-            Mode::LatestOnly => Ok(self.step_latest(hold)),
+            Mode::LatestOnly => self.step_latest(hold),
         };
         let (slot, seq, skipped) = match got {
             Ok(Some(x)) => x,
@@ -722,48 +738,82 @@ impl Subscriber {
         let seq = self.next;
         match protocol::try_hold(&*self.ring, hold, seq) {
             Hold::Held(slot) => {
-                self.next = seq + 1;
+                self.next = seq.saturating_add(1);
                 Ok(Some((slot, seq, 0)))
             }
-            Hold::NotYet => Ok(None),
+            // Busy: the producer is deciding about this slot or handing
+            // over; the next notification tells.
+            Hold::NotYet | Hold::Busy => Ok(None),
             Hold::Gone => {
+                if let Some(slot) = protocol::bad_index(&*self.ring, seq) {
+                    self.next = seq.saturating_add(1);
+                    return Err(self.corrupt_index(slot));
+                }
                 // Fell behind: resume at the oldest frame still there. Every
                 // seq between is counted, so received + lagged is exact.
-                let resume = protocol::oldest_from(&*self.ring, seq + 1)
-                    .unwrap_or_else(|| self.ring.head().load(Ordering::Acquire).max(seq) + 1);
+                // Saturating: the head and stamps are untrusted.
+                let resume = protocol::oldest_from(&*self.ring, seq.saturating_add(1))
+                    .unwrap_or_else(|| {
+                        let head = self.ring.head().load(Ordering::Acquire);
+                        head.max(seq).saturating_add(1)
+                    });
                 self.next = resume;
-                Err(RecvError::Lagged(resume - seq))
+                Err(RecvError::Lagged(resume.saturating_sub(seq)))
             }
         }
     }
 
-    fn step_latest(&mut self, hold: &crate::sync::atomic::AtomicU64) -> Option<(u32, u64, u64)> {
+    /// The error for an index entry naming `slot`, which the ring lacks.
+    fn corrupt_index(&self, slot: u32) -> RecvError {
+        RecvError::Corrupt(LayoutError::BadField {
+            field: "index entry",
+            found: slot.into(),
+            expected: format!("a slot below {}", self.ring.slot_count()),
+        })
+    }
+
+    fn step_latest(
+        &mut self,
+        hold: &crate::sync::atomic::AtomicU64,
+    ) -> Result<Option<(u32, u64, u64)>, RecvError> {
         // A few tries: the head can move on between the load and the hold.
         for _ in 0..8 {
             let head = self.ring.head().load(Ordering::Acquire);
             if head == 0 || head < self.next {
-                return None;
+                return Ok(None);
             }
-            if let Hold::Held(slot) = protocol::try_hold(&*self.ring, hold, head) {
-                let skipped = head - self.next;
-                self.next = head + 1;
-                return Some((slot, head, skipped));
+            match protocol::try_hold(&*self.ring, hold, head) {
+                Hold::Held(slot) => {
+                    let skipped = head - self.next;
+                    self.next = head.saturating_add(1);
+                    return Ok(Some((slot, head, skipped)));
+                }
+                Hold::Busy => return Ok(None),
+                Hold::Gone | Hold::NotYet => {
+                    if let Some(slot) = protocol::bad_index(&*self.ring, head) {
+                        self.next = head.saturating_add(1);
+                        return Err(self.corrupt_index(slot));
+                    }
+                }
             }
         }
-        None
+        Ok(None)
     }
 
     /// Reports a stale producer (once) and follows a replaced file.
     fn check_producer(&mut self) -> Result<(), RecvError> {
         let live = self.ring.live();
         let state = live.state.load(Ordering::Acquire);
-        if state == STATE_SUPERSEDED || self.replaced_on_disk() {
-            return self.follow_replacement();
-        }
         let beat = self.ring.header.heartbeat_interval();
         let age = Duration::from_nanos(
             mono_ns().saturating_sub(live.heartbeat_ns.load(Ordering::Relaxed)),
         );
+        // A successor that found this file unreadable replaces it without
+        // marking it; a silent producer is the cue to look at the path.
+        let silent = self.reg.is_none() || age > beat;
+        if state == STATE_SUPERSEDED || (silent && self.replaced_on_disk()) {
+            return self.follow_replacement();
+        }
         // The producer refreshes at least every half interval; 1.5 intervals
         // of silence leave a full interval of slack for scheduling delays.
         let stale = age > beat * 3 / 2;
@@ -777,12 +827,9 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Whether the path now names another file (checked only while no
-    /// registration is possible, to keep `stat` off the frame path).
+    /// Whether the path now names another file (a `stat`, so only called
+    /// while the producer is silent, off the frame path).
     fn replaced_on_disk(&self) -> bool {
-        if self.reg.is_some() {
-            return false;
-        }
         std::fs::metadata(&self.ring_path)
             .map(|m| (m.dev(), m.ino()) != self.ino)
             .unwrap_or(false)
@@ -804,16 +851,21 @@ impl Subscriber {
         let head = new.head().load(Ordering::Acquire);
         self.ring = Arc::new(new);
         if let Some(reg) = self.reg.take() {
-            self.kept = Some(reg.lease);
+            self.kept = Some((reg.lease, reg.hold_limit));
         }
         // Continue with the new file's next frame (its numbering continues
         // the old file's, so nothing is silently skipped in between).
         self.next = match self.opts.mode {
-            Mode::EveryFrame => self.next.max(1).min(head + 1),
+            Mode::EveryFrame => self.next.max(1).min(head.saturating_add(1)),
             Mode::LatestOnly => 1,
         };
         self.update_watch();
         self.register()?;
+        if old == newf {
+            // Only the geometry (slot count or size) changed: nothing the
+            // caller needs to act on.
+            return Ok(());
+        }
         Err(RecvError::FormatChanged { old, new: newf })
     }
 }

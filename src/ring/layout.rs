@@ -21,6 +21,11 @@
 
 use crate::format::FourCc;
 
+// The atomics in the file are native-endian and the rest is little-endian:
+// one byte order for both.
+#[cfg(not(target_endian = "little"))]
+compile_error!("camux's ring format is little-endian; this target is not");
+
 /// The first eight bytes of every ring file.
 pub const MAGIC: [u8; 8] = *b"CAMUXRNG";
 /// The format version this build writes and accepts.
@@ -305,6 +310,12 @@ pub struct Header {
 
 /// Most frames one reader may hold at once (the lease page has this many entries).
 pub const MAX_HOLDS: u32 = 16;
+/// Most readers a producer registers at once.
+pub const MAX_READERS: u32 = 1024;
+/// Shortest heartbeat interval (1 ms).
+pub const MIN_HEARTBEAT_NS: u64 = 1_000_000;
+/// Longest heartbeat interval (60 s).
+pub const MAX_HEARTBEAT_NS: u64 = 60_000_000_000;
 
 // Byte offsets inside the fixed part (see docs/FORMAT.md).
 mod off {
@@ -516,6 +527,22 @@ impl Header {
                 expected: format!("1..={MAX_HOLDS}"),
             });
         }
+        let max_readers = get_u32(bytes, off::MAX_READERS);
+        if max_readers == 0 || max_readers > MAX_READERS {
+            return Err(LayoutError::BadField {
+                field: "max_readers",
+                found: max_readers.into(),
+                expected: format!("1..={MAX_READERS}"),
+            });
+        }
+        let heartbeat_interval_ns = get_u64(bytes, off::HEARTBEAT_NS);
+        if !(MIN_HEARTBEAT_NS..=MAX_HEARTBEAT_NS).contains(&heartbeat_interval_ns) {
+            return Err(LayoutError::BadField {
+                field: "heartbeat_interval_ns",
+                found: heartbeat_interval_ns,
+                expected: format!("{MIN_HEARTBEAT_NS}..={MAX_HEARTBEAT_NS}"),
+            });
+        }
         let num_planes = get_u32(bytes, off::NUM_PLANES);
         if num_planes as usize > MAX_PLANES {
             return Err(LayoutError::BadField {
@@ -548,9 +575,9 @@ impl Header {
             layout,
             ring_id: get_u64(bytes, off::RING_ID),
             created_real_ns: get_u64(bytes, off::CREATED_REAL_NS),
-            heartbeat_interval_ns: get_u64(bytes, off::HEARTBEAT_NS),
+            heartbeat_interval_ns,
             hold_limit,
-            max_readers: get_u32(bytes, off::MAX_READERS),
+            max_readers,
             format: StreamFormat {
                 fourcc: FourCc(get_u32(bytes, off::FOURCC)),
                 width: get_u32(bytes, off::WIDTH),
@@ -568,7 +595,10 @@ impl Header {
     /// The heartbeat interval, never below one millisecond (a hostile header
     /// could say zero).
     pub fn heartbeat_interval(&self) -> std::time::Duration {
-        std::time::Duration::from_nanos(self.heartbeat_interval_ns.clamp(1_000_000, 60_000_000_000))
+        std::time::Duration::from_nanos(
+            self.heartbeat_interval_ns
+                .clamp(MIN_HEARTBEAT_NS, MAX_HEARTBEAT_NS),
+        )
     }
 }
 

@@ -59,7 +59,15 @@ pub const STATE_STOPPED: u32 = 2;
 /// A new file (other geometry) replaced this one at the same path.
 pub const STATE_SUPERSEDED: u32 = 3;
 
+/// Offset of the handover bitmap: bit `s` set means a reader held slot `s`
+/// when the previous producer stopped (valid while the state is STOPPED).
+pub(crate) const HANDOVER_OFFSET: u64 = 1024;
+/// Words in the handover bitmap (one bit per slot, up to `MAX_SLOTS`).
+const HANDOVER_WORDS: u64 = crate::ring::layout::MAX_SLOTS as u64 / 64;
+
 const _: () = {
+    assert!(HANDOVER_OFFSET >= LIVE_OFFSET + std::mem::size_of::<Live>() as u64);
+    assert!(HANDOVER_OFFSET + HANDOVER_WORDS * 8 <= HEADER_BYTES);
     assert!(std::mem::offset_of!(Live, head) == 16);
     assert!(std::mem::offset_of!(Live, heartbeat_ns) == 24);
     assert!(std::mem::offset_of!(Live, dropped) == 56);
@@ -110,8 +118,15 @@ impl RingMap {
         // page aligned, so the version word at offset 8 is in bounds and aligned.
         let version = unsafe { &*(map.as_ptr().add(VERSION_OFFSET as usize) as *const AtomicU32) };
         // SYNC: Acquire pairs with the creator's Release store of the version,
-        // which it makes after writing every other fixed field.
-        let _ = version.load(Ordering::Acquire);
+        // which it makes after writing every other fixed field: once we see
+        // it, the copy below sees them too.
+        let found = version.load(Ordering::Acquire);
+        if found != crate::ring::layout::VERSION {
+            return Err(MapError::Layout(LayoutError::VersionMismatch {
+                found,
+                expected: crate::ring::layout::VERSION,
+            }));
+        }
         let mut fixed = [0u8; FIXED_BYTES];
         // SAFETY: FIXED_BYTES <= HEADER_BYTES <= the mapping's length.
         unsafe { volatile_copy(map.as_ptr(), &mut fixed) };
@@ -238,6 +253,27 @@ impl RingMap {
         unsafe { std::slice::from_raw_parts(self.payload_ptr(slot), len) }
     }
 
+    /// Records which slots readers held at a handover (producer only).
+    pub(crate) fn write_handover(&self, held: &[u32]) {
+        let mut words = [0u64; HANDOVER_WORDS as usize];
+        for &s in held {
+            words[(s / 64) as usize] |= 1 << (s % 64);
+        }
+        for (i, w) in words.iter().enumerate() {
+            // Relaxed: published by the Release store of STATE_STOPPED after.
+            self.word64(HANDOVER_OFFSET + 8 * i as u64)
+                .store(*w, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether slot `s` was held at the last handover.
+    pub(crate) fn held_at_handover(&self, s: u32) -> bool {
+        let w = self
+            .word64(HANDOVER_OFFSET + 8 * u64::from(s / 64))
+            .load(Ordering::Relaxed);
+        w & (1 << (s % 64)) != 0
+    }
+
     /// Wakes every reader sleeping on the futex word.
     pub(crate) fn wake_all(&self) {
         futex_wake_all(&self.live().notify);
@@ -317,6 +353,7 @@ pub(crate) struct LeasePage {
 /// Size of the memfd behind a lease page.
 pub(crate) const LEASE_BYTES: u64 = 4096;
 const LEASE_MAGIC: u64 = u64::from_le_bytes(*b"CAMUXLSE");
+const LEASE_VERSION: u32 = 1;
 
 const _: () = {
     assert!(std::mem::offset_of!(LeasePage, waiting) == 64);
@@ -356,7 +393,7 @@ impl LeaseMap {
         let lease = Self::map(fd)?;
         let p = lease.page();
         p.magic.store(LEASE_MAGIC, Ordering::Relaxed);
-        p.version.store(1, Ordering::Relaxed);
+        p.version.store(LEASE_VERSION, Ordering::Relaxed);
         p.reader_id.store(reader_id, Ordering::Relaxed);
         p.hold_limit.store(hold_limit, Ordering::Relaxed);
         Ok(lease)
@@ -381,6 +418,9 @@ impl LeaseMap {
         let lease = Self::map(fd)?;
         if lease.page().magic.load(Ordering::Relaxed) != LEASE_MAGIC {
             return Err(bad("lease page has no camux magic"));
+        }
+        if lease.page().version.load(Ordering::Relaxed) != LEASE_VERSION {
+            return Err(bad("lease page of another version"));
         }
         Ok(lease)
     }

@@ -37,6 +37,10 @@ use std::collections::VecDeque;
 /// Stamp of a slot the producer owns (claimed, being written, or loaned).
 pub(crate) const STAMP_WRITING: u64 = 1;
 
+/// `claiming` value of a producer handing over: no new holds until its
+/// successor runs (it records the holds it saw for the successor).
+pub(crate) const CLAIM_ALL: u32 = u32::MAX;
+
 /// The stamp of a published frame `seq`.
 #[inline]
 pub(crate) const fn stamp_published(seq: u64) -> u64 {
@@ -127,9 +131,11 @@ pub(crate) struct ProducerCore {
     order: VecDeque<u32>,
     /// The seq the next commit publishes.
     next_seq: u64,
-    /// Until this time (ns), published slots are not reused: after a
-    /// restart, readers of the previous producer may hold frames the new one
-    /// does not scan yet (their lease pages come back as they reconnect).
+    /// Slots not to reuse until `quarantine_until_ns`: after a restart,
+    /// readers of the previous producer may hold their frames while the new
+    /// one does not scan their lease pages yet (they come back as the
+    /// readers reconnect).
+    quarantined: Vec<bool>,
     quarantine_until_ns: u64,
 }
 
@@ -169,18 +175,28 @@ impl ProducerCore {
             slot_seq,
             order: slots.into_iter().map(|(_, s)| s).collect(),
             next_seq: max_seq + 1,
+            quarantined: vec![false; n as usize],
             quarantine_until_ns: 0,
         }
     }
 
-    /// Keeps published slots untouched until `until_ns` (or [`lift_quarantine`](Self::lift_quarantine)).
-    pub(crate) fn quarantine(&mut self, until_ns: u64) {
+    /// Keeps the slots `held(slot)` names untouched until `until_ns` (or
+    /// [`lift_quarantine`](Self::lift_quarantine)), if they hold a frame.
+    pub(crate) fn quarantine(&mut self, until_ns: u64, held: impl Fn(u32) -> bool) {
+        for (s, q) in self.quarantined.iter_mut().enumerate() {
+            *q = self.slot_seq[s] != 0 && held(s as u32);
+        }
         self.quarantine_until_ns = until_ns;
     }
 
     /// Ends the quarantine: every reader of the previous producer is back.
     pub(crate) fn lift_quarantine(&mut self) {
         self.quarantine_until_ns = 0;
+    }
+
+    /// The seq each slot holds (0: empty or claimed).
+    pub(crate) fn slot_seqs(&self) -> &[u64] {
+        &self.slot_seq
     }
 
     /// The seq the next [`commit`](Self::commit) will publish.
@@ -205,7 +221,7 @@ impl ProducerCore {
         for pos in 0..self.order.len() {
             let slot = self.order[pos];
             let prev = self.slot_seq[slot as usize];
-            if prev != 0 && now_ns < self.quarantine_until_ns {
+            if prev != 0 && self.quarantined[slot as usize] && now_ns < self.quarantine_until_ns {
                 report.skipped_held += 1;
                 continue;
             }
@@ -345,6 +361,11 @@ pub(crate) enum Hold {
     Gone,
     /// The frame has not been published yet.
     NotYet,
+    /// The producer is deciding about this frame's slot right now, or is
+    /// handing over to a successor: try again after the next notification.
+    /// (Not `Gone`: the frame may well stay, and calling it lost would
+    /// count a lag that did not happen.)
+    Busy,
 }
 
 /// Tries to hold frame `seq` using hold entry `entry` (which must be 0).
@@ -359,7 +380,8 @@ pub(crate) fn try_hold<R: RingWords>(ring: &R, entry: &AtomicU64, seq: u64) -> H
         .index((seq % u64::from(ring.index_len())) as u32)
         .load(Ordering::Acquire);
     if slot >= ring.slot_count() {
-        // Untrusted memory: an index entry outside the ring means no frame.
+        // Untrusted memory: an index entry outside the ring means no frame
+        // (callers tell corruption from lag with `bad_index`).
         return Hold::Gone;
     }
     let want = stamp_published(seq);
@@ -374,13 +396,59 @@ pub(crate) fn try_hold<R: RingWords>(ring: &R, entry: &AtomicU64, seq: u64) -> H
     // SYNC: Acquire pairs with the producer's Release stores of `claiming`;
     // reading any value from one makes its earlier WRITING stamps visible.
     let claiming = ring.claiming().load(Ordering::Acquire);
+    if claiming == slot + 1 || claiming == CLAIM_ALL {
+        entry.store(0, Ordering::Relaxed);
+        return Hold::Busy;
+    }
     // SYNC: Acquire pairs with the producer's Release publish of `seq`.
-    if claiming != slot + 1 && stamp.load(Ordering::Acquire) == want {
+    if stamp.load(Ordering::Acquire) == want {
         Hold::Held(slot)
     } else {
         entry.store(0, Ordering::Relaxed);
         Hold::Gone
     }
+}
+
+/// Freezes the ring for a handover and returns the slots readers hold: no
+/// new hold succeeds after this (readers see [`Hold::Busy`]), and every hold
+/// that did succeed is in the result, by the same Dekker argument as
+/// [`ProducerCore::claim`]. The successor keeps those slots untouched until
+/// the readers are back with it.
+pub(crate) fn freeze_for_handover<R: RingWords, L: LeaseWords>(
+    ring: &R,
+    core: &ProducerCore,
+    readers: &[ReaderSlot<L>],
+) -> Vec<u32> {
+    ring.claiming().store(CLAIM_ALL, Ordering::Release);
+    fence(Ordering::SeqCst);
+    let seqs = core.slot_seqs();
+    let mut held = Vec::new();
+    for r in readers {
+        for i in 0..r.hold_limit {
+            let v = r.lease.hold(i).load(Ordering::Relaxed);
+            if v == 0 {
+                continue;
+            }
+            if let Some(slot) = seqs.iter().position(|&q| q == v) {
+                held.push(slot as u32);
+            }
+        }
+    }
+    held.sort_unstable();
+    held.dedup();
+    held
+}
+
+/// The index entry for `seq` if it names a slot the ring does not have.
+///
+/// No producer writes such an entry, so seeing one is proof of a corrupt
+/// ring; a reader checks this when [`try_hold`] says [`Hold::Gone`], to
+/// report corruption instead of a lag that did not happen.
+pub(crate) fn bad_index<R: RingWords>(ring: &R, seq: u64) -> Option<u32> {
+    let slot = ring
+        .index((seq % u64::from(ring.index_len())) as u32)
+        .load(Ordering::Relaxed);
+    (slot >= ring.slot_count()).then_some(slot)
 }
 
 /// Releases a hold taken by [`try_hold`].
@@ -400,11 +468,26 @@ pub(crate) fn still_intact<R: RingWords>(ring: &R, slot: u32, seq: u64) -> bool 
 
 /// The oldest published seq >= `from` still in the ring, if any (slow path
 /// for a reader that fell behind).
+///
+/// Stamps are untrusted: one naming a frame far past the head is ignored, so
+/// a corrupt stamp cannot send the reader to a seq that never comes. A
+/// producer's stamps name at most two frames past the head (the one being
+/// committed, and after a crash between stamp and head, the one its
+/// successor commits); a stamp this scan saw was stored after the head of
+/// the frame before it, so the head loaded after the scan is at most two
+/// behind, and `index_len` (>= 2) covers that.
 pub(crate) fn oldest_from<R: RingWords>(ring: &R, from: u64) -> Option<u64> {
-    (0..ring.slot_count())
+    let oldest = (0..ring.slot_count())
         .filter_map(|s| published_seq(ring.stamp(s).load(Ordering::Acquire)))
         .filter(|&seq| seq >= from)
-        .min()
+        .min()?;
+    // SYNC: Acquire, after the Acquire stamp loads above: sees at least the
+    // head stored before any stamp those loads saw.
+    let limit = ring
+        .head()
+        .load(Ordering::Acquire)
+        .saturating_add(u64::from(ring.index_len()));
+    (oldest <= limit).then_some(oldest)
 }
 
 /// Announces that the reader is about to sleep; returns false if a new

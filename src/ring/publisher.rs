@@ -2,12 +2,13 @@
 //! loaning a slot to be filled in place.
 
 use crate::ring::layout::{
-    validate_name, Geometry, Header, LayoutError, RawMeta, StreamFormat, MAX_HOLDS, USER_META_BYTES,
+    validate_name, Geometry, Header, LayoutError, RawMeta, StreamFormat, MAX_HOLDS, MAX_PLANES,
+    USER_META_BYTES,
 };
 use crate::ring::mem::{
     LeaseMap, MapError, RingMap, STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED,
 };
-use crate::ring::protocol::{Claim, ProducerCore, ReaderSlot, RingWords};
+use crate::ring::protocol::{freeze_for_handover, Claim, ProducerCore, ReaderSlot, RingWords};
 use crate::ring::socket::{Control, ControlConfig, ReaderEvent};
 use crate::ring::{mono_ns, paths, real_ns};
 use crate::sync::atomic::Ordering;
@@ -95,6 +96,12 @@ impl RingOptions {
         }
         .layout()
         .map_err(CreateError::Geometry)?;
+        if self.format.num_planes as usize > MAX_PLANES {
+            return Err(CreateError::Invalid(format!(
+                "format has {} planes; at most {MAX_PLANES}",
+                self.format.num_planes
+            )));
+        }
         if self.hold_limit == 0 || self.hold_limit > MAX_HOLDS {
             return Err(CreateError::Invalid(format!(
                 "hold limit {} outside 1..={MAX_HOLDS}",
@@ -188,9 +195,19 @@ pub enum PublishError {
         /// [`USER_META_BYTES`].
         max: usize,
     },
-    /// Every slot is held by readers or loaned: the frame was dropped (and counted).
-    #[error("every slot is held by readers or loaned; frame dropped")]
+    /// Every slot is held by readers, loaned, or (just after a restart)
+    /// kept for readers of the previous producer: the frame was dropped and
+    /// counted.
+    #[error("every slot is held by readers, loaned, or kept for returning readers; frame dropped")]
     NoFreeSlot,
+    /// A per-frame format with more planes than the metadata carries.
+    #[error("frame format has {planes} planes; at most {max}")]
+    TooManyPlanes {
+        /// Planes given.
+        planes: u32,
+        /// [`MAX_PLANES`].
+        max: u32,
+    },
     /// The loan belongs to another ring (a publisher that was re-created).
     #[error("loan belongs to another ring")]
     ForeignLoan,
@@ -238,6 +255,9 @@ pub struct Loan {
     ring: Arc<RingMap>,
     slot: Option<u32>,
     lost: Sender<u32>,
+    /// The stream lock: a successor cannot take the ring over (and reset
+    /// this slot) while a driver may still be writing into it.
+    _lock: Arc<Flock<File>>,
 }
 
 impl Loan {
@@ -341,7 +361,7 @@ pub struct Publisher {
     stats: PublisherStats,
     ring_path: PathBuf,
     sock_path: PathBuf,
-    _lock: Flock<File>,
+    lock: Arc<Flock<File>>,
 }
 
 impl Publisher {
@@ -369,16 +389,25 @@ impl Publisher {
                     Err(None) => (None, String::new()),
                     Err(Some(e)) => (None, format!("existing file unusable: {e}")),
                 };
-                let ring = create_file(&opts.dir, &ring_path, opts.ring_mode, want)?;
+                // Sequence numbers continue across the change, and the stream's
+                // last sign of life carries over: both must be in the new file
+                // before it is renamed into place, since a reader that finds it
+                // on disk follows it at once (with head 0 it would restart at
+                // seq 1 and report the whole history as lagged; with heartbeat
+                // 0, a producer stale since boot).
+                let carried = Carried {
+                    head: old.as_ref().map_or(0, |o| o.head().load(Ordering::Acquire)),
+                    heartbeat_ns: old
+                        .as_ref()
+                        .map_or_else(mono_ns, |o| o.live().heartbeat_ns.load(Ordering::Relaxed)),
+                };
+                let ring = create_file(&opts.dir, &ring_path, opts.ring_mode, want, carried)?;
                 let origin = match old {
                     Some(old) => {
                         // Tell readers of the old file; they remap on their own.
                         old.live().state.store(STATE_SUPERSEDED, Ordering::Release);
                         old.live().notify.fetch_add(1, Ordering::Release);
                         old.wake_all();
-                        // Sequence numbers continue across the change.
-                        let head = old.head().load(Ordering::Acquire);
-                        ring.head().store(head, Ordering::Release);
                         Origin::Replaced { reason }
                     }
                     None if reason.is_empty() => Origin::Created,
@@ -389,20 +418,29 @@ impl Publisher {
         };
         let ring = Arc::new(ring);
         let live = ring.live();
-        live.state.store(STATE_INIT, Ordering::Release);
+        let prev_state = live.state.swap(STATE_INIT, Ordering::AcqRel);
         let mut core = ProducerCore::resume(&*ring);
         let now = mono_ns();
         let awaiting = if matches!(origin, Origin::Resumed { .. }) {
             let before = live.readers.load(Ordering::Relaxed).min(opts.max_readers);
             if before > 0 {
-                // Readers of the previous producer may still hold frames; leave
-                // published slots alone until they are back (or 2 heartbeats).
-                core.quarantine(now + 2 * opts.heartbeat.as_nanos() as u64);
+                // Readers of the previous producer may still hold frames we
+                // cannot see until they reconnect with their lease pages. Keep
+                // those frames until they are back, at most the hold timeout.
+                // A clean stop recorded which slots were held; after a crash
+                // any published slot may be.
+                let until = now.saturating_add(opts.hold_timeout.as_nanos() as u64);
+                if prev_state == STATE_STOPPED {
+                    core.quarantine(until, |s| ring.held_at_handover(s));
+                } else {
+                    core.quarantine(until, |_| true);
+                }
             }
             before
         } else {
             0
         };
+        ring.write_handover(&[]);
         live.readers.store(0, Ordering::Relaxed);
         let prev_beat = live.heartbeat_ns.load(Ordering::Relaxed);
         live.prev_heartbeat_ns.store(prev_beat, Ordering::Relaxed);
@@ -452,7 +490,7 @@ impl Publisher {
             awaiting,
             ring_path,
             sock_path,
-            _lock: lock,
+            lock: Arc::new(lock),
         })
     }
 
@@ -546,6 +584,14 @@ impl Publisher {
                 max: USER_META_BYTES,
             });
         }
+        if let Some(f) = &info.format {
+            if f.num_planes as usize > MAX_PLANES {
+                return Err(PublishError::TooManyPlanes {
+                    planes: f.num_planes,
+                    max: MAX_PLANES as u32,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -637,6 +683,7 @@ impl Publisher {
             ring: self.ring.clone(),
             slot: Some(claim.slot),
             lost: self.lost_tx.clone(),
+            _lock: self.lock.clone(),
         })
     }
 
@@ -668,9 +715,11 @@ impl Publisher {
     }
 
     /// Gives a loaned slot back without publishing.
+    /// A loan of another publisher goes back to its own publisher (its
+    /// drop does that).
     pub fn abandon(&mut self, mut loan: Loan) {
-        if let Some(slot) = loan.slot.take() {
-            if Arc::ptr_eq(&loan.ring, &self.ring) {
+        if Arc::ptr_eq(&loan.ring, &self.ring) {
+            if let Some(slot) = loan.slot.take() {
                 self.core.abandon(&*self.ring, Claim { slot });
             }
         }
@@ -716,6 +765,12 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        // Hand over: take in the last registrations, stop new holds, and
+        // record the ones readers have, so a successor leaves those frames
+        // alone until the readers are back with it.
+        self.apply_events();
+        let held = freeze_for_handover(&*self.ring, &self.core, &self.readers);
+        self.ring.write_handover(&held);
         // Stop serving (readers' connections close: they will reconnect to a
         // successor), then say so in the ring and wake everyone.
         self.control.take();
@@ -808,9 +863,23 @@ fn describe_difference(have: &Header, want: &Header) -> String {
     }
 }
 
+/// What a new file takes over from the one it replaces.
+struct Carried {
+    /// The last seq published (0 for a first file).
+    head: u64,
+    /// The last heartbeat (now, for a first file).
+    heartbeat_ns: u64,
+}
+
 /// Creates the ring under a temporary name, reserves its pages, writes the
-/// header, and renames it into place.
-fn create_file(dir: &Path, path: &Path, mode: u32, header: Header) -> Result<RingMap, CreateError> {
+/// header and the `carried` live words, and renames it into place.
+fn create_file(
+    dir: &Path,
+    path: &Path,
+    mode: u32,
+    header: Header,
+    carried: Carried,
+) -> Result<RingMap, CreateError> {
     let tmp = dir.join(format!(".{}.ring.{}.tmp", header.name, std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let f = OpenOptions::new()
@@ -850,6 +919,12 @@ fn create_file(dir: &Path, path: &Path, mode: u32, header: Header) -> Result<Rin
             MapError::Layout(e) => CreateError::Geometry(e),
         })
     })?;
+    // SYNC: Release pairs with a reader's Acquire of the head (at open and
+    // when following a replacement); the rename below publishes the file.
+    ring.head().store(carried.head, Ordering::Release);
+    ring.live()
+        .heartbeat_ns
+        .store(carried.heartbeat_ns, Ordering::Relaxed);
     std::fs::rename(&tmp, path).map_err(|e| cleanup(io_at(path)(e)))?;
     Ok(ring)
 }

@@ -40,6 +40,8 @@ const HELLO_MAGIC: [u8; 8] = *b"CAMUXHI1";
 const WELCOME_MAGIC: [u8; 8] = *b"CAMUXOK1";
 const REJECT_MAGIC: [u8; 8] = *b"CAMUXNO1";
 const INSPECT_MAGIC: [u8; 8] = *b"CAMUXIN1";
+/// Bytes of a rejection's text (the end of the message, NUL-padded).
+const REJECT_TEXT: usize = 48;
 /// Size of one reader record in an inspection reply.
 pub const RECORD_BYTES: usize = 160;
 
@@ -262,10 +264,17 @@ impl Reply {
             Reply::Reject(r) => {
                 b[0..8].copy_from_slice(&REJECT_MAGIC);
                 put32(&mut b, 12, r.code);
-                let m = r.message.as_bytes();
-                let n = m.len().min(48);
-                put32(&mut b, 16, n as u32);
-                b[MSG_BYTES - 48..MSG_BYTES - 48 + n].copy_from_slice(&m[..n]);
+                // Bytes 16..64, NUL-padded (there is no room for a length:
+                // an earlier length word here was overwritten by the text).
+                // Cut at a NUL or at 48 bytes, on a character boundary, so
+                // the peer decodes a prefix of the message.
+                let m = &r.message[..r.message.find('\0').unwrap_or(r.message.len())];
+                let mut n = m.len().min(REJECT_TEXT);
+                while !m.is_char_boundary(n) {
+                    n -= 1;
+                }
+                b[MSG_BYTES - REJECT_TEXT..MSG_BYTES - REJECT_TEXT + n]
+                    .copy_from_slice(&m.as_bytes()[..n]);
             }
         }
         b
@@ -281,14 +290,36 @@ impl Reply {
         }
         if b[0..8] == REJECT_MAGIC {
             header(b, REJECT_MAGIC)?;
-            let n = (get32(b, 16) as usize).min(48);
-            let msg = &b[MSG_BYTES - 48..MSG_BYTES - 48 + n];
+            let text = &b[MSG_BYTES - REJECT_TEXT..];
+            let msg = &text[..text.iter().position(|&c| c == 0).unwrap_or(text.len())];
+            // The longest valid UTF-8 prefix: never more than 48 bytes (a
+            // lossy decode could triple them), and it encodes back unchanged.
+            let msg = match std::str::from_utf8(msg) {
+                Ok(m) => m,
+                Err(e) => std::str::from_utf8(&msg[..e.valid_up_to()]).unwrap_or_default(),
+            };
             return Ok(Reply::Reject(Reject {
                 code: get32(b, 12),
-                message: String::from_utf8_lossy(msg).into_owned(),
+                message: msg.to_owned(),
             }));
         }
         header(b, WELCOME_MAGIC)?;
+        if let Some(i) = b[36..].iter().position(|&c| c != 0) {
+            return Err(WireError::BadField {
+                field: "reserved",
+                value: (36 + i) as u64,
+            });
+        }
+        let adopted = match get32(b, 32) {
+            0 => false,
+            1 => true,
+            v => {
+                return Err(WireError::BadField {
+                    field: "adopted",
+                    value: v.into(),
+                })
+            }
+        };
         let hold_limit = get32(b, 16);
         if hold_limit == 0 || hold_limit > MAX_HOLDS {
             return Err(WireError::BadField {
@@ -301,7 +332,7 @@ impl Reply {
             hold_limit,
             epoch: get32(b, 20),
             ring_id: get64(b, 24),
-            adopted: get32(b, 32) == 1,
+            adopted,
         }))
     }
 }
@@ -494,10 +525,12 @@ fn request(
         path: path.to_owned(),
         source,
     };
+    // Non-blocking: a connect to a listener whose backlog is full fails at
+    // once (EAGAIN) instead of hanging; the reader retries later.
     let sock = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )
     .map_err(|e| connect_err(io(e)))?;
