@@ -24,9 +24,8 @@ use crate::ring::protocol::{self, Hold, LeaseWords, RingWords};
 use crate::ring::socket::{connect_reader, HandshakeError, REJECT_FULL, REJECT_LEASE};
 use crate::ring::{mono_ns, paths, Header};
 use crate::sync::atomic::{AtomicU32, Ordering};
-use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -388,26 +387,39 @@ pub struct Subscriber {
 }
 
 fn open_ring(path: &Path, stream: &str) -> Result<(RingMap, (u64, u64)), OpenError> {
-    let f = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            OpenError::NotFound {
-                path: path.to_owned(),
-                stream: stream.to_owned(),
+    // O_NONBLOCK: a FIFO planted at the path must not hang the open; a ring
+    // is a regular file, checked below.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                OpenError::NotFound {
+                    path: path.to_owned(),
+                    stream: stream.to_owned(),
+                }
+            } else {
+                OpenError::Io {
+                    path: path.to_owned(),
+                    source: e,
+                }
             }
-        } else {
-            OpenError::Io {
-                path: path.to_owned(),
-                source: e,
-            }
-        }
-    })?;
-    let ino = f
-        .metadata()
-        .map(|m| (m.dev(), m.ino()))
-        .map_err(|source| OpenError::Io {
-            path: path.to_owned(),
-            source,
         })?;
+    let meta = f.metadata().map_err(|source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(OpenError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file (a ring is a file on a tmpfs)",
+            ),
+        });
+    }
+    let ino = (meta.dev(), meta.ino());
     let ring = RingMap::open(&f, false).map_err(|e| match e {
         MapError::Io(source) => OpenError::Io {
             path: path.to_owned(),

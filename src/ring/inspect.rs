@@ -7,6 +7,7 @@ use crate::ring::mem::{
 use crate::ring::mono_ns;
 use crate::ring::protocol::{published_seq, RingWords, STAMP_WRITING};
 use crate::sync::atomic::Ordering;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -120,7 +121,11 @@ pub fn snapshot(path: &Path) -> Result<RingSnapshot, InspectError> {
         path: path.to_owned(),
         source,
     };
-    let f = std::fs::File::open(path).map_err(io)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC) // a FIFO must not hang us
+        .open(path)
+        .map_err(io)?;
     let ring = RingMap::open(&f, false).map_err(|e| match e {
         MapError::Io(e) => io(e),
         MapError::Layout(source) => InspectError::Format {

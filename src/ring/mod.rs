@@ -4,7 +4,8 @@
 //! stream writes frames into `<dir>/<stream>.ring`; readers (see
 //! [`crate::Subscriber`]) map that file read-only and register over
 //! `<dir>/<stream>.sock` for a small writable lease page of their own.
-//! `docs/FORMAT.md` describes the bytes; [`protocol`] the synchronisation.
+//! `docs/FORMAT.md` describes the bytes and the synchronisation protocol
+//! (`src/ring/protocol.rs`).
 
 #[cfg(not(loom))]
 mod clock;

@@ -174,7 +174,8 @@ impl ProducerCore {
         ProducerCore {
             slot_seq,
             order: slots.into_iter().map(|(_, s)| s).collect(),
-            next_seq: max_seq + 1,
+            // Saturating: a planted head of u64::MAX must not overflow.
+            next_seq: max_seq.saturating_add(1),
             quarantined: vec![false; n as usize],
             quarantine_until_ns: 0,
         }

@@ -819,7 +819,14 @@ fn take_lock(path: &Path, wait: bool) -> Result<Flock<File>, CreateError> {
 
 /// Opens an existing ring for writing; `Err(None)` if there is none.
 fn open_existing(path: &Path) -> Result<RingMap, Option<String>> {
-    let f = match OpenOptions::new().read(true).write(true).open(path) {
+    // O_NONBLOCK: something other than a ring (a FIFO) at the path must not
+    // hang us; mapping it then fails and the file is replaced.
+    let f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
         Err(e) => return Err(Some(e.to_string())),

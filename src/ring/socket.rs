@@ -10,7 +10,7 @@
 //!
 //! Every message is one 64-byte packet (inspection replies are longer) with a
 //! magic and protocol version; anything else closes the connection. The
-//! server ([`Control`]) runs on its own thread, bounds the number of
+//! server (`Control`) runs on its own thread, bounds the number of
 //! connections and the time a handshake may take, and hands registrations to
 //! the publishing thread over a crossbeam channel, so the publish path never
 //! touches a socket.
