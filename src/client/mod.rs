@@ -217,7 +217,8 @@ impl FrameMeta {
 pub struct Gap {
     /// The new producer's epoch.
     pub epoch: u32,
-    /// Time between the old producer's last heartbeat and the new one's start.
+    /// The stream's silence before this frame: from the previous producer's
+    /// last heartbeat to this frame's publication.
     pub downtime: Duration,
 }
 
@@ -696,9 +697,8 @@ impl Subscriber {
         let gap = match self.last_epoch {
             Some(e) if e != raw.epoch => {
                 let live = self.ring.live();
-                let down = live
-                    .epoch_started_ns
-                    .load(Ordering::Relaxed)
+                let down = raw
+                    .publish_mono_ns
                     .saturating_sub(live.prev_heartbeat_ns.load(Ordering::Relaxed));
                 Some(Gap {
                     epoch: raw.epoch,

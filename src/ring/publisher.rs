@@ -425,14 +425,19 @@ impl Publisher {
             let before = live.readers.load(Ordering::Relaxed).min(opts.max_readers);
             if before > 0 {
                 // Readers of the previous producer may still hold frames we
-                // cannot see until they reconnect with their lease pages. Keep
-                // those frames until they are back, at most the hold timeout.
-                // A clean stop recorded which slots were held; after a crash
-                // any published slot may be.
-                let until = now.saturating_add(opts.hold_timeout.as_nanos() as u64);
+                // cannot see until they reconnect with their lease pages.
+                // After a clean stop we know which: keep exactly those until
+                // their readers are back, at most the hold timeout. After a
+                // crash any published slot may be held, and some readers
+                // may have died with the producer: keep them all, but only
+                // for two heartbeat intervals (readers waiting in `recv` are
+                // back within milliseconds; one still busy after that may
+                // find its frame revoked, which `Frame::is_intact` reports).
                 if prev_state == STATE_STOPPED {
+                    let until = now.saturating_add(opts.hold_timeout.as_nanos() as u64);
                     core.quarantine(until, |s| ring.held_at_handover(s));
                 } else {
+                    let until = now.saturating_add(2 * opts.heartbeat.as_nanos() as u64);
                     core.quarantine(until, |_| true);
                 }
             }
@@ -837,9 +842,17 @@ fn open_existing(path: &Path) -> Result<RingMap, Option<String>> {
     })
 }
 
+/// Whether a ring can be resumed as is. The nominal frame rate is left out:
+/// a producer restarted at another rate keeps its readers (the header keeps
+/// the rate the ring was created with).
 fn compatible(have: &Header, want: &Header) -> bool {
+    let layout_only = |f: &StreamFormat| StreamFormat {
+        fps_num: 0,
+        fps_den: 0,
+        ..*f
+    };
     have.layout == want.layout
-        && have.format == want.format
+        && layout_only(&have.format) == layout_only(&want.format)
         && have.hold_limit == want.hold_limit
         && have.max_readers == want.max_readers
         && have.heartbeat_interval_ns == want.heartbeat_interval_ns
