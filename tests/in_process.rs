@@ -95,3 +95,146 @@ fn held_frames_are_never_overwritten_and_limit_applies() {
     let c = sub.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(c.seq(), 99);
 }
+
+#[test]
+fn every_metadata_field_travels_with_the_frame() {
+    use camux::format::FourCc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Publisher::create(&opts(dir.path(), 8)).unwrap();
+    let mut sub = Subscriber::open(dir.path(), "t").unwrap();
+    assert_eq!(p.wait_readers(1, Duration::from_secs(10)), 1);
+    let format = StreamFormat {
+        fourcc: FourCc::NV12,
+        width: 64,
+        height: 16,
+        num_planes: 2,
+        strides: [64, 64, 0, 0],
+        plane_offsets: [0, 1024, 0, 0],
+        fps_num: 0,
+        fps_den: 0,
+    };
+    let info = FrameInfo {
+        capture_mono_ns: 11,
+        capture_real_ns: 22,
+        driver_seq: 33,
+        flags: camux::ring::FLAG_KEYFRAME,
+        field: 1,
+        format: Some(format),
+        user: b"imu:42",
+    };
+    let before = camux::ring::mono_ns();
+    p.publish(&info, &frame(1)).unwrap();
+    let f = sub.recv_timeout(Duration::from_secs(10)).unwrap();
+    let m = f.meta();
+    assert_eq!((m.seq, m.capture_mono_ns, m.capture_real_ns, m.driver_seq), (1, 11, 22, 33));
+    assert_eq!((m.flags, m.field, m.epoch), (camux::ring::FLAG_KEYFRAME, 1, 1));
+    assert_eq!(m.format, StreamFormat { fps_num: 0, fps_den: 0, ..format });
+    assert_eq!(m.len, frame(1).len());
+    assert_eq!(m.user(), b"imu:42");
+    assert!(m.publish_mono_ns >= before && m.publish_real_ns > 0);
+    assert_eq!(f.payload(), &frame(1)[..]);
+}
+
+#[test]
+fn holds_survive_a_clean_handover_and_the_stream_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), 4);
+    o.hold_limit = 2;
+    let mut p = Publisher::create(&o).unwrap();
+    let mut sub = Subscriber::open(dir.path(), "t").unwrap();
+    assert_eq!(p.wait_readers(1, Duration::from_secs(10)), 1);
+    p.publish(&FrameInfo::default(), &frame(1)).unwrap();
+    let held = sub.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(held.seq(), 1);
+    // Rolling update: the old producer stops cleanly, a successor resumes.
+    drop(p);
+    let mut p = Publisher::create(&o).unwrap();
+    assert_eq!(p.origin(), &camux::ring::Origin::Resumed { head: 1 });
+    // The successor does not know the reader's page yet: it must leave the
+    // held slot alone while it fills the other three, many times over.
+    for seq in 2..40 {
+        p.publish(&FrameInfo::default(), &frame(seq)).unwrap();
+    }
+    assert!(held.is_intact(), "held frame overwritten across the handover");
+    assert_eq!(stamp::verify(held.payload()).unwrap().seq, 1);
+    // The reader re-registers on its own (the successor takes the
+    // registration in while it publishes) and carries on, told of the gap.
+    let reader = std::thread::spawn(move || {
+        let mut seqs = Vec::new();
+        let mut gaps = 0;
+        while seqs.last().copied().unwrap_or(0) < 79 {
+            match sub.recv_timeout(Duration::from_secs(10)) {
+                Ok(f) => {
+                    assert_eq!(stamp::verify(f.payload()).unwrap().seq, f.seq());
+                    gaps += usize::from(f.gap().is_some());
+                    seqs.push(f.seq());
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (seqs, gaps)
+    });
+    assert_eq!(p.wait_readers(1, Duration::from_secs(10)), 1);
+    // Back with its page: the quarantine is lifted, all slots are in use.
+    for seq in 40..80 {
+        p.publish(&FrameInfo::default(), &frame(seq)).unwrap();
+        if seq == 60 {
+            assert!(held.is_intact(), "held frame overwritten after re-registration");
+        }
+    }
+    let (seqs, gaps) = reader.join().unwrap();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > 1);
+    assert_eq!(gaps, 1, "the first frame of the new producer reports the gap");
+    assert_eq!(p.stats().epoch, 2);
+    drop(held);
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn async_subscriber_receives_without_blocking_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    // More slots than frames: the reader cannot lag, so it must get all.
+    let mut p = Publisher::create(&opts(dir.path(), 32)).unwrap();
+    let sub = Subscriber::open(dir.path(), "t").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        rt.block_on(async move {
+            let mut sub = camux::AsyncSubscriber::new(sub);
+            let mut got = Vec::new();
+            // A second task on the same single-threaded runtime keeps
+            // running while the subscriber waits: nothing blocks the thread.
+            let ticker = tokio::spawn(async {
+                let mut ticks = 0u32;
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    ticks += 1;
+                    if ticks == 5 {
+                        return ticks;
+                    }
+                }
+            });
+            tx.send(()).unwrap();
+            while got.len() < 20 {
+                match sub.recv_timeout(Duration::from_secs(10)).await {
+                    Ok(f) => got.push(f.seq()),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (got, ticker.await.unwrap())
+        })
+    });
+    rx.recv().unwrap();
+    assert_eq!(p.wait_readers(1, Duration::from_secs(10)), 1);
+    for seq in 1..=20 {
+        p.publish(&FrameInfo::default(), &frame(seq)).unwrap();
+    }
+    let (got, ticks) = reader.join().unwrap();
+    assert_eq!(got, (1..=20).collect::<Vec<_>>());
+    assert_eq!(ticks, 5);
+}
