@@ -762,13 +762,12 @@ impl Subscriber {
                     return Err(self.corrupt_index(slot));
                 }
                 // Fell behind: resume at the oldest frame still there. Every
-                // seq between is counted, so received + lagged is exact.
-                // Saturating: the head and stamps are untrusted.
+                // seq between was overwritten and is counted, so received +
+                // lagged is exact. `None` only if the head went backwards
+                // (a corrupt ring): skip just this frame. Saturating: the
+                // head and stamps are untrusted.
                 let resume = protocol::oldest_from(&*self.ring, seq.saturating_add(1))
-                    .unwrap_or_else(|| {
-                        let head = self.ring.head().load(Ordering::Acquire);
-                        head.max(seq).saturating_add(1)
-                    });
+                    .unwrap_or(seq.saturating_add(1));
                 self.next = resume;
                 Err(RecvError::Lagged(resume.saturating_sub(seq)))
             }

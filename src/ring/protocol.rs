@@ -392,7 +392,12 @@ pub(crate) fn try_hold<R: RingWords>(ring: &R, entry: &AtomicU64, seq: u64) -> H
     }
     // SYNC: Dekker with the producer's claim announcement in `claim`: our
     // hold store is ordered before the loads below by the SeqCst fence.
-    entry.store(seq, Ordering::Relaxed);
+    // Release, not Relaxed: this entry may have just held the previous frame,
+    // and a producer that loads this value (not the 0 `release` stored) must
+    // still see that frame's payload reads done before it overwrites the slot
+    // (its Acquire fence after the hold loads syncs with this store; a
+    // Relaxed store would not continue `release`'s Release).
+    entry.store(seq, Ordering::Release);
     fence(Ordering::SeqCst);
     // SYNC: Acquire pairs with the producer's Release stores of `claiming`;
     // reading any value from one makes its earlier WRITING stamps visible.
@@ -467,28 +472,33 @@ pub(crate) fn still_intact<R: RingWords>(ring: &R, slot: u32, seq: u64) -> bool 
     ring.stamp(slot).load(Ordering::Relaxed) == stamp_published(seq)
 }
 
-/// The oldest published seq >= `from` still in the ring, if any (slow path
-/// for a reader that fell behind).
+/// Where a reader that fell behind resumes: the oldest seq >= `from` that
+/// may still be in the ring (slow path: a scan of every stamp). `None` only
+/// if `from` is past the head and no stamp names a frame >= `from`.
 ///
-/// Stamps are untrusted: one naming a frame far past the head is ignored, so
-/// a corrupt stamp cannot send the reader to a seq that never comes. A
-/// producer's stamps name at most two frames past the head (the one being
-/// committed, and after a crash between stamp and head, the one its
-/// successor commits); a stamp this scan saw was stored after the head of
-/// the frame before it, so the head loaded after the scan is at most two
-/// behind, and `index_len` (>= 2) covers that.
+/// Every frame in `from..result` was overwritten, so a caller that counts
+/// them as lagged counts exactly: the head is loaded before the scan, so
+/// each frame up to it that is still in its slot shows its stamp to the scan
+/// (a slot's stamp only moves on when the slot really is overwritten). A
+/// frame past that head may be published during the scan in a slot the
+/// scan has already passed, so the result is never beyond `head + 1`; that
+/// frame's own [`try_hold`] tells. The same bound keeps an untrusted stamp
+/// naming a frame far past the head from sending the reader to a seq that
+/// never comes.
 pub(crate) fn oldest_from<R: RingWords>(ring: &R, from: u64) -> Option<u64> {
+    // SYNC: Acquire pairs with the Release store of head in `commit`: the
+    // stamps of every frame up to `head` are visible to the scan below.
+    let head = ring.head().load(Ordering::Acquire);
     let oldest = (0..ring.slot_count())
         .filter_map(|s| published_seq(ring.stamp(s).load(Ordering::Acquire)))
         .filter(|&seq| seq >= from)
-        .min()?;
-    // SYNC: Acquire, after the Acquire stamp loads above: sees at least the
-    // head stored before any stamp those loads saw.
-    let limit = ring
-        .head()
-        .load(Ordering::Acquire)
-        .saturating_add(u64::from(ring.index_len()));
-    (oldest <= limit).then_some(oldest)
+        .min();
+    let bound = head.saturating_add(1);
+    match oldest {
+        Some(seq) => Some(seq.min(bound.max(from))),
+        None if from <= bound => Some(bound),
+        None => None,
+    }
 }
 
 /// Announces that the reader is about to sleep; returns false if a new
