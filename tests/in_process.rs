@@ -126,9 +126,22 @@ fn every_metadata_field_travels_with_the_frame() {
     p.publish(&info, &frame(1)).unwrap();
     let f = sub.recv_timeout(Duration::from_secs(10)).unwrap();
     let m = f.meta();
-    assert_eq!((m.seq, m.capture_mono_ns, m.capture_real_ns, m.driver_seq), (1, 11, 22, 33));
-    assert_eq!((m.flags, m.field, m.epoch), (camux::ring::FLAG_KEYFRAME, 1, 1));
-    assert_eq!(m.format, StreamFormat { fps_num: 0, fps_den: 0, ..format });
+    assert_eq!(
+        (m.seq, m.capture_mono_ns, m.capture_real_ns, m.driver_seq),
+        (1, 11, 22, 33)
+    );
+    assert_eq!(
+        (m.flags, m.field, m.epoch),
+        (camux::ring::FLAG_KEYFRAME, 1, 1)
+    );
+    assert_eq!(
+        m.format,
+        StreamFormat {
+            fps_num: 0,
+            fps_den: 0,
+            ..format
+        }
+    );
     assert_eq!(m.len, frame(1).len());
     assert_eq!(m.user(), b"imu:42");
     assert!(m.publish_mono_ns >= before && m.publish_real_ns > 0);
@@ -155,7 +168,10 @@ fn holds_survive_a_clean_handover_and_the_stream_goes_on() {
     for seq in 2..40 {
         p.publish(&FrameInfo::default(), &frame(seq)).unwrap();
     }
-    assert!(held.is_intact(), "held frame overwritten across the handover");
+    assert!(
+        held.is_intact(),
+        "held frame overwritten across the handover"
+    );
     assert_eq!(stamp::verify(held.payload()).unwrap().seq, 1);
     // The reader re-registers on its own (the successor takes the
     // registration in while it publishes) and carries on, told of the gap.
@@ -180,12 +196,18 @@ fn holds_survive_a_clean_handover_and_the_stream_goes_on() {
     for seq in 40..80 {
         p.publish(&FrameInfo::default(), &frame(seq)).unwrap();
         if seq == 60 {
-            assert!(held.is_intact(), "held frame overwritten after re-registration");
+            assert!(
+                held.is_intact(),
+                "held frame overwritten after re-registration"
+            );
         }
     }
     let (seqs, gaps) = reader.join().unwrap();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > 1);
-    assert_eq!(gaps, 1, "the first frame of the new producer reports the gap");
+    assert_eq!(
+        gaps, 1,
+        "the first frame of the new producer reports the gap"
+    );
     assert_eq!(p.stats().epoch, 2);
     drop(held);
 }
