@@ -77,6 +77,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(bad)
 }
 
+/// The metadata of the synthetic camera's `captured`-th frame, captured now
+/// (the synthetic source's driver counter is its capture count).
+pub fn captured_now(captured: u64) -> camux::FrameInfo<'static> {
+    camux::FrameInfo {
+        capture_mono_ns: camux::ring::mono_ns(),
+        capture_real_ns: camux::ring::real_ns(),
+        driver_seq: captured,
+        ..camux::FrameInfo::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

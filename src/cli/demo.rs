@@ -6,9 +6,9 @@ use super::publish::{publish_one, ring_options};
 use super::stats::p50_p99;
 use super::{signal, Status};
 use anyhow::{bail, Context};
-use camux::ring::{mono_ns, real_ns, RingOptions, StreamFormat};
+use camux::ring::{RingOptions, StreamFormat};
 use camux::source::Synthetic;
-use camux::{FrameInfo, Publisher};
+use camux::Publisher;
 use clap::Args;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Serialize;
@@ -149,12 +149,7 @@ fn publish_for(
             break;
         }
         captured += 1;
-        let info = FrameInfo {
-            capture_mono_ns: mono_ns(),
-            capture_real_ns: real_ns(),
-            driver_seq: captured,
-            ..FrameInfo::default()
-        };
+        let info = super::common::captured_now(captured);
         publish_one(publisher, source, &info)?;
     }
     let stats = publisher.stats();

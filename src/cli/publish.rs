@@ -3,7 +3,7 @@
 use super::common::{parse_duration, SourceArgs, DEFAULT_DIR};
 use super::{json, signal, Status};
 use anyhow::Context;
-use camux::ring::{mono_ns, real_ns, Origin, PublishError, RingOptions, StreamFormat};
+use camux::ring::{Origin, PublishError, RingOptions, StreamFormat};
 use camux::source::{Pacer, Synthetic};
 use camux::{FrameInfo, Publisher};
 use clap::Args;
@@ -207,12 +207,7 @@ pub fn run(args: PublishArgs) -> anyhow::Result<Status> {
             break;
         }
         captured += 1;
-        let info = FrameInfo {
-            capture_mono_ns: mono_ns(),
-            capture_real_ns: real_ns(),
-            driver_seq: captured,
-            ..FrameInfo::default()
-        };
+        let info = super::common::captured_now(captured);
         if publish_one(&mut publisher, &source, &info)?.is_some() {
             published += 1;
         }
