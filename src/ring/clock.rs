@@ -21,6 +21,12 @@ pub fn mono_ns() -> u64 {
     ns(ClockId::CLOCK_MONOTONIC)
 }
 
+/// CLOCK_MONOTONIC_COARSE in nanoseconds: the last tick (a few ms old), at
+/// a fraction of the cost; for timeouts measured in seconds.
+pub(crate) fn mono_coarse_ns() -> u64 {
+    ns(ClockId::CLOCK_MONOTONIC_COARSE)
+}
+
 /// CLOCK_REALTIME in nanoseconds since the Unix epoch.
 ///
 /// ```

@@ -317,7 +317,20 @@ impl RingWords for RingMap {
 /// # Safety
 /// `src..src + dst.len()` must be readable for the call's duration.
 unsafe fn volatile_copy(src: *const u8, dst: &mut [u8]) {
-    for (i, d) in dst.iter_mut().enumerate() {
+    // Word by word where aligned (descriptors and the header are): a
+    // 248-byte descriptor is 31 loads instead of 248.
+    let words = if src as usize % 8 == 0 {
+        dst.len() / 8
+    } else {
+        0
+    };
+    for i in 0..words {
+        // SAFETY: `src` is 8-aligned and `src + 8 * (i + 1) <= src + dst.len()`,
+        // inside the readable range of the precondition.
+        let w = unsafe { std::ptr::read_volatile((src as *const u64).add(i)) };
+        dst[8 * i..8 * i + 8].copy_from_slice(&w.to_ne_bytes());
+    }
+    for (i, d) in dst.iter_mut().enumerate().skip(words * 8) {
         // SAFETY: in bounds by the function's precondition.
         *d = unsafe { std::ptr::read_volatile(src.add(i)) };
     }

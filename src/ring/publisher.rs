@@ -1,6 +1,7 @@
 //! The producer side: create or resume a ring, publish frames by copy or by
 //! loaning a slot to be filled in place.
 
+use crate::ring::clock::mono_coarse_ns;
 use crate::ring::layout::{
     validate_name, Geometry, Header, LayoutError, RawMeta, StreamFormat, MAX_HOLDS, MAX_PLANES,
     USER_META_BYTES,
@@ -564,7 +565,9 @@ impl Publisher {
 
     fn claim(&mut self) -> Result<Claim, PublishError> {
         self.apply_events();
-        let now = mono_ns();
+        // Only for the hold timeout and the quarantine deadline (seconds and
+        // hundreds of ms): the coarse clock is plenty and far cheaper.
+        let now = mono_coarse_ns();
         let (claim, report) =
             self.core
                 .claim(&*self.ring, &mut self.readers, now, self.hold_timeout_ns);
