@@ -275,8 +275,8 @@ impl Lease {
 }
 
 impl LeaseWords for Lease {
-    fn hold(&self, i: usize) -> &AtomicU64 {
-        &self.0.holds[i]
+    fn holds(&self) -> &[AtomicU64] {
+        &self.0.holds
     }
     fn waiting(&self) -> &AtomicU32 {
         &self.0.waiting

@@ -359,7 +359,8 @@ pub(crate) struct LeasePage {
     _pad0: [AtomicU32; 10],
     waiting: AtomicU32,
     revoked: AtomicU32,
-    _pad1: [AtomicU64; 7],
+    /// Right after `waiting`: the producer's per-frame loads of a reader
+    /// (its waiting flag and its first hold entries) share a cache line.
     holds: [AtomicU64; MAX_HOLDS as usize],
 }
 
@@ -370,7 +371,7 @@ const LEASE_VERSION: u32 = 1;
 
 const _: () = {
     assert!(std::mem::offset_of!(LeasePage, waiting) == 64);
-    assert!(std::mem::offset_of!(LeasePage, holds) == 128);
+    assert!(std::mem::offset_of!(LeasePage, holds) == 72);
     assert!(std::mem::size_of::<LeasePage>() <= LEASE_BYTES as usize);
 };
 
@@ -492,8 +493,8 @@ impl LeaseMap {
 }
 
 impl LeaseWords for LeaseMap {
-    fn hold(&self, i: usize) -> &AtomicU64 {
-        &self.page().holds[i]
+    fn holds(&self) -> &[AtomicU64] {
+        &self.page().holds
     }
     fn waiting(&self) -> &AtomicU32 {
         &self.page().waiting
@@ -504,8 +505,8 @@ impl LeaseWords for LeaseMap {
 }
 
 impl<T: LeaseWords> LeaseWords for std::sync::Arc<T> {
-    fn hold(&self, i: usize) -> &AtomicU64 {
-        (**self).hold(i)
+    fn holds(&self) -> &[AtomicU64] {
+        (**self).holds()
     }
     fn waiting(&self) -> &AtomicU32 {
         (**self).waiting()

@@ -78,7 +78,11 @@ pub(crate) trait RingWords {
 /// One reader's lease words, as the producer sees them.
 pub(crate) trait LeaseWords {
     /// The hold entries (at least `MAX_HOLDS`); 0 means free, otherwise the seq held.
-    fn hold(&self, i: usize) -> &AtomicU64;
+    fn holds(&self) -> &[AtomicU64];
+    /// Hold entry `i` (< `MAX_HOLDS`).
+    fn hold(&self, i: usize) -> &AtomicU64 {
+        &self.holds()[i]
+    }
     /// Non-zero while the reader is (about to be) asleep on the futex.
     fn waiting(&self) -> &AtomicU32;
     /// Holds the producer revoked after the hold timeout (counter, producer-written).
@@ -93,8 +97,10 @@ pub(crate) struct ReaderSlot<L> {
     pub(crate) lease: L,
     /// Entries the producer honours (the reader's hold limit).
     pub(crate) hold_limit: usize,
-    /// Per entry: the value last seen blocking a claim and when (ns).
-    blocked_since: [(u64, u64); MAX_HOLDS as usize],
+    /// Per entry: the value last seen blocking a claim and when (ns). Cold
+    /// (only touched when a hold blocks a claim), so out of line: the scan
+    /// walks a compact table.
+    blocked_since: Box<[(u64, u64); MAX_HOLDS as usize]>,
 }
 
 impl<L: LeaseWords> ReaderSlot<L> {
@@ -103,7 +109,7 @@ impl<L: LeaseWords> ReaderSlot<L> {
             id,
             lease,
             hold_limit: hold_limit.min(MAX_HOLDS) as usize,
-            blocked_since: [(0, 0); MAX_HOLDS as usize],
+            blocked_since: Box::new([(0, 0); MAX_HOLDS as usize]),
         }
     }
 }
@@ -326,10 +332,19 @@ fn is_held<L: LeaseWords>(
 ) -> bool {
     let mut held = false;
     for r in readers.iter_mut() {
-        for i in 0..r.hold_limit {
-            // Relaxed: ordered by the SeqCst fence in `claim` (and the AcqRel
-            // fence after it when we go on to write).
-            if r.lease.hold(i).load(Ordering::Relaxed) != seq {
+        let holds = &r.lease.holds()[..r.hold_limit];
+        // Fast path: one pass of loads and compares, no branch per entry.
+        // Relaxed: ordered by the SeqCst fence in `claim` (and the AcqRel
+        // fence after it when we go on to write). A hold stored after these
+        // loads is one whose reader sees our announcement (Dekker).
+        if !holds
+            .iter()
+            .fold(false, |hit, h| hit | (h.load(Ordering::Relaxed) == seq))
+        {
+            continue;
+        }
+        for (i, h) in holds.iter().enumerate() {
+            if h.load(Ordering::Relaxed) != seq {
                 continue;
             }
             let since = &mut r.blocked_since[i];
