@@ -504,6 +504,48 @@ impl LeaseWords for LeaseMap {
     }
 }
 
+/// The publishing thread's handle on a reader's lease page: the page's
+/// address stored inline next to the `Arc` that keeps the mapping alive, so
+/// the per-frame scan reaches the hold entries with one load instead of a
+/// chase through the `Arc`, the `LeaseMap` and the mapping.
+pub(crate) struct LeaseHandle {
+    page: std::ptr::NonNull<LeasePage>,
+    _map: std::sync::Arc<LeaseMap>,
+}
+
+// SAFETY: `page` points into the mapping that `_map` keeps alive for as long
+// as the handle exists, and `LeasePage` is all atomics, so sharing or sending
+// the handle is as safe as sharing the `LeaseMap`.
+unsafe impl Send for LeaseHandle {}
+// SAFETY: as above.
+unsafe impl Sync for LeaseHandle {}
+
+impl LeaseHandle {
+    /// A handle on `map`'s page.
+    pub(crate) fn new(map: std::sync::Arc<LeaseMap>) -> LeaseHandle {
+        let page = std::ptr::NonNull::from(map.page());
+        LeaseHandle { page, _map: map }
+    }
+
+    fn page(&self) -> &LeasePage {
+        // SAFETY: `page` came from a live `&LeasePage` into the mapping that
+        // `_map` (an Arc we own) keeps mapped; only atomics are reached.
+        unsafe { self.page.as_ref() }
+    }
+}
+
+impl LeaseWords for LeaseHandle {
+    fn holds(&self) -> &[AtomicU64] {
+        &self.page().holds
+    }
+    fn waiting(&self) -> &AtomicU32 {
+        &self.page().waiting
+    }
+    fn revoked(&self) -> &AtomicU32 {
+        &self.page().revoked
+    }
+}
+
 impl<T: LeaseWords> LeaseWords for std::sync::Arc<T> {
     fn holds(&self) -> &[AtomicU64] {
         (**self).holds()

@@ -7,7 +7,7 @@ use crate::ring::layout::{
     USER_META_BYTES,
 };
 use crate::ring::mem::{
-    LeaseMap, MapError, RingMap, STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED,
+    LeaseHandle, MapError, RingMap, STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED,
 };
 use crate::ring::protocol::{freeze_for_handover, Claim, ProducerCore, ReaderSlot, RingWords};
 use crate::ring::socket::{Control, ControlConfig, ReaderEvent};
@@ -349,7 +349,7 @@ pub enum Origin {
 pub struct Publisher {
     ring: Arc<RingMap>,
     core: ProducerCore,
-    readers: Vec<ReaderSlot<Arc<LeaseMap>>>,
+    readers: Vec<ReaderSlot<LeaseHandle>>,
     events: Receiver<ReaderEvent>,
     lost_tx: Sender<u32>,
     lost_rx: Receiver<u32>,
@@ -554,7 +554,8 @@ impl Publisher {
                         self.core.lift_quarantine();
                     }
                 }
-                self.readers.push(ReaderSlot::new(id, lease, hold_limit));
+                self.readers
+                    .push(ReaderSlot::new(id, LeaseHandle::new(lease), hold_limit));
                 // The new reader may be asleep waiting for its registration.
                 self.ring.live().notify.fetch_add(1, Ordering::Release);
                 self.ring.wake_all();
