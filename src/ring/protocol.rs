@@ -310,7 +310,10 @@ impl ProducerCore {
         // our notify bump is ordered before our loads of `waiting`, theirs
         // the other way round, so a reader either sees the new notify value
         // (and does not sleep) or we see its waiting flag (and wake it).
-        ring.notify().fetch_add(1, Ordering::Release);
+        // The producer is the only writer (every other bump is also made
+        // through `&mut Publisher`): a load and a store, not a locked RMW.
+        let n = ring.notify().load(Ordering::Relaxed);
+        ring.notify().store(n.wrapping_add(1), Ordering::Release);
         fence(Ordering::SeqCst);
         readers
             .iter()

@@ -647,7 +647,9 @@ impl Publisher {
         self.ring.write_meta(claim.slot, meta);
         let (seq, wake) = self.core.commit(&*self.ring, &self.readers, claim);
         let live = self.ring.live();
-        live.published.fetch_add(1, Ordering::Relaxed);
+        // Only this producer writes it: no locked RMW on the frame path.
+        let published = live.published.load(Ordering::Relaxed);
+        live.published.store(published + 1, Ordering::Relaxed);
         live.heartbeat_ns
             .store(meta.publish_mono_ns, Ordering::Relaxed);
         if wake {
