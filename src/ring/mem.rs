@@ -492,15 +492,26 @@ impl LeaseMap {
     }
 }
 
-impl LeaseWords for LeaseMap {
+/// Whatever leads to a lease page gets the protocol's view of it.
+trait PageRef {
+    fn lease_page(&self) -> &LeasePage;
+}
+
+impl<P: PageRef> LeaseWords for P {
     fn holds(&self) -> &[AtomicU64] {
-        &self.page().holds
+        &self.lease_page().holds
     }
     fn waiting(&self) -> &AtomicU32 {
-        &self.page().waiting
+        &self.lease_page().waiting
     }
     fn revoked(&self) -> &AtomicU32 {
-        &self.page().revoked
+        &self.lease_page().revoked
+    }
+}
+
+impl PageRef for LeaseMap {
+    fn lease_page(&self) -> &LeasePage {
+        self.page()
     }
 }
 
@@ -534,27 +545,9 @@ impl LeaseHandle {
     }
 }
 
-impl LeaseWords for LeaseHandle {
-    fn holds(&self) -> &[AtomicU64] {
-        &self.page().holds
-    }
-    fn waiting(&self) -> &AtomicU32 {
-        &self.page().waiting
-    }
-    fn revoked(&self) -> &AtomicU32 {
-        &self.page().revoked
-    }
-}
-
-impl<T: LeaseWords> LeaseWords for std::sync::Arc<T> {
-    fn holds(&self) -> &[AtomicU64] {
-        (**self).holds()
-    }
-    fn waiting(&self) -> &AtomicU32 {
-        (**self).waiting()
-    }
-    fn revoked(&self) -> &AtomicU32 {
-        (**self).revoked()
+impl PageRef for LeaseHandle {
+    fn lease_page(&self) -> &LeasePage {
+        self.page()
     }
 }
 
