@@ -660,15 +660,17 @@ impl Subscriber {
 
     /// One attempt at the next frame.
     fn try_frame(&mut self) -> Result<Option<Frame>, RecvError> {
-        // A superseded file has no writer left (its successor holds the
-        // lock and writes a new file): its frames can be drained safely.
-        let superseded = self.ring.live().state.load(Ordering::Acquire) == STATE_SUPERSEDED;
         let (lease, limit) = match &self.reg {
             Some(reg) if reg.lease.map.is_registered(reg.id) => (reg.lease.clone(), reg.hold_limit),
-            _ if superseded => match &self.kept {
-                Some((l, limit)) => (l.clone(), *limit),
-                None => return Ok(None),
-            },
+            // A superseded file has no writer left (its successor holds the
+            // lock and writes a new file): its frames can be drained safely.
+            // (Looked at only off the registered fast path.)
+            _ if self.ring.live().state.load(Ordering::Acquire) == STATE_SUPERSEDED => {
+                match &self.kept {
+                    Some((l, limit)) => (l.clone(), *limit),
+                    None => return Ok(None),
+                }
+            }
             _ => return Ok(None),
         };
         let entry = lease.take(limit).ok_or(RecvError::HoldLimit { limit })?;
@@ -708,7 +710,7 @@ impl Subscriber {
             _ => None,
         };
         self.last_epoch = Some(raw.epoch);
-        let mut format = StreamFormat {
+        let format = StreamFormat {
             fourcc: crate::format::FourCc(raw.fourcc),
             width: raw.width,
             height: raw.height,
@@ -717,7 +719,6 @@ impl Subscriber {
             plane_offsets: raw.plane_offsets,
             ..self.ring.header.format
         };
-        format.num_planes = raw.num_planes;
         Ok(Some(Frame {
             meta: FrameMeta {
                 seq,

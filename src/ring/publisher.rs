@@ -478,11 +478,7 @@ impl Publisher {
         ring.wake_all();
         let (lost_tx, lost_rx) = crossbeam_channel::unbounded();
         Ok(Publisher {
-            stats: PublisherStats {
-                epoch,
-                head: core.next_seq() - 1,
-                ..Default::default()
-            },
+            stats: PublisherStats::default(),
             ring,
             core,
             readers: Vec::new(),
@@ -517,8 +513,11 @@ impl Publisher {
 
     /// Counters.
     pub fn stats(&self) -> PublisherStats {
+        // Readers, epoch and head are derived, not kept twice.
         PublisherStats {
             readers: self.readers.len() as u32,
+            epoch: self.epoch,
+            head: self.core.next_seq().saturating_sub(1),
             ..self.stats
         }
     }
@@ -656,7 +655,6 @@ impl Publisher {
             self.ring.wake_all();
         }
         self.stats.published += 1;
-        self.stats.head = seq;
         seq
     }
 

@@ -799,6 +799,15 @@ impl Server {
         }
     }
 
+    /// The header's reader count (informational, and what a successor
+    /// waits for after a restart).
+    fn publish_reader_count(&self) {
+        self.ring
+            .live()
+            .readers
+            .store(self.active.len() as u32, Ordering::Relaxed);
+    }
+
     fn expire_pending(&mut self, now: u64) {
         self.pending.retain(|p| p.deadline_ns > now);
     }
@@ -839,10 +848,7 @@ impl Server {
             _ => {
                 let a = self.active.swap_remove(i);
                 let _ = self.events.send(ReaderEvent::Removed { id: a.id });
-                self.ring
-                    .live()
-                    .readers
-                    .store(self.active.len() as u32, Ordering::Relaxed);
+                self.publish_reader_count();
             }
         }
     }
@@ -957,9 +963,6 @@ impl Server {
             since_ns: mono_ns(),
             lease,
         });
-        self.ring
-            .live()
-            .readers
-            .store(self.active.len() as u32, Ordering::Relaxed);
+        self.publish_reader_count();
     }
 }
