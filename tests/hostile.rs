@@ -36,8 +36,13 @@ const OFF_MAX_FRAME_BYTES: u64 = 72;
 const OFF_HOLD_LIMIT: u64 = 104;
 const OFF_NUM_PLANES: u64 = 124;
 const OFF_NAME: u64 = 168;
+const OFF_CONTENT_TYPE: u64 = 232;
 // Live words (after LIVE_OFFSET = 512).
 const OFF_HEAD: u64 = 512 + 16;
+const OFF_PUBLISHED: u64 = 512 + 48;
+const OFF_BYTES_COPIED: u64 = 512 + 80;
+/// Bytes of live words (512..600).
+const LIVE_BYTES: usize = 88;
 // Inside a slot descriptor: the stamp, then the metadata.
 const DESC_BYTES: u64 = 256;
 const META_SEQ: u64 = 8;
@@ -92,6 +97,12 @@ fn put64(f: &File, at: u64, v: u64) {
     f.write_all_at(&v.to_le_bytes(), at).unwrap();
 }
 
+fn get64(f: &File, at: u64) -> u64 {
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, at).unwrap();
+    u64::from_le_bytes(b)
+}
+
 fn get32(f: &File, at: u64) -> u32 {
     let mut b = [0u8; 4];
     f.read_exact_at(&mut b, at).unwrap();
@@ -135,6 +146,73 @@ fn intact_ring_opens() {
     assert_eq!(snap.header.layout, layout);
     let sub = Subscriber::open(dir.path(), STREAM).unwrap();
     assert_eq!(sub.header().layout, layout);
+    // No content type was asked for: the bytes are zero and read as none.
+    assert_eq!((sub.content_type(), snap.header.content_type), (None, None));
+    assert_eq!(
+        (snap.published, snap.bytes_copied),
+        (3, 3 * 100 + 1 + 2 + 3)
+    );
+}
+
+#[test]
+fn content_type_reaches_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.content_type = Some("application/x-imu+csv".into());
+    let p = Publisher::create(&o).unwrap();
+    let sub = Subscriber::open(dir.path(), STREAM).unwrap();
+    assert_eq!(sub.content_type(), Some("application/x-imu+csv"));
+    assert_eq!(sub.header().content_type, p.header().content_type);
+    let snap = inspect::snapshot(p.ring_path()).unwrap();
+    assert_eq!(
+        snap.header.content_type.as_deref(),
+        Some("application/x-imu+csv")
+    );
+}
+
+#[test]
+fn content_type_with_bad_bytes_is_refused() {
+    let (dir, path, _) = stopped_ring();
+    let f = rw(&path);
+    let types: &[&[u8]] = &[
+        b"text/csv; charset=utf-8\0", // a space
+        b"caf\xc3\xa9\0",             // not ASCII
+        b"a\nb\0",                    // a control character
+        b"\x7f\0",                    // DEL
+        b"abc\0def",                  // bytes after the terminating NUL
+        b"\0\0\0\0\0\0\0\0\xff",      // garbage after an empty one
+        &[b'x'; 64],                  // 64 bytes, no terminating NUL
+        &[0xff; 64],                  // all ones
+    ];
+    for ct in types {
+        f.write_all_at(&[0u8; 64], OFF_CONTENT_TYPE).unwrap();
+        f.write_all_at(ct, OFF_CONTENT_TYPE).unwrap();
+        let e = format_error(dir.path());
+        assert!(e.to_string().contains("content_type"), "{e}");
+        assert_eq!(
+            bad_field(e),
+            "content_type",
+            "{:?}",
+            String::from_utf8_lossy(ct)
+        );
+    }
+    // A producer that finds such a file replaces it (it cannot resume what
+    // it cannot read) instead of failing.
+    let p = Publisher::create(&opts(dir.path())).unwrap();
+    match p.origin() {
+        camux::ring::Origin::Replaced { reason } => {
+            assert!(reason.contains("content_type"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(inspect::snapshot(&path).is_ok());
+    // A valid one written by someone who knows the format is read.
+    drop(p);
+    let f = rw(&path); // the replacement file
+    f.write_all_at(b"application/x-gps+nmea", OFF_CONTENT_TYPE)
+        .unwrap();
+    let sub = Subscriber::open(dir.path(), STREAM).unwrap();
+    assert_eq!(sub.content_type(), Some("application/x-gps+nmea"));
 }
 
 #[test]
@@ -626,7 +704,7 @@ fn garbage_live_words_are_no_panic() {
     let (seq, _) = l.publish();
     assert_eq!(l.recv().unwrap().0, seq);
     // Every live word (state, epoch, head, heartbeat, counters, futex) set to ones.
-    l.file.write_all_at(&[0xff; 80], 512).unwrap();
+    l.file.write_all_at(&[0xff; LIVE_BYTES], 512).unwrap();
     for _ in 0..3 {
         match l.sub.recv_timeout(Duration::from_millis(20)) {
             Ok(f) => assert!(f.payload().len() as u64 <= MAX_FRAME),
@@ -635,6 +713,15 @@ fn garbage_live_words_are_no_panic() {
     }
     let snap = inspect::snapshot(l.p.ring_path()).unwrap();
     assert_eq!(snap.state_name(), "invalid");
+    assert_eq!((snap.published, snap.bytes_copied), (u64::MAX, u64::MAX));
+    assert_eq!(snap.copied_per_frame(), 1.0);
+    // The producer's counters wrap instead of overflowing.
+    let (_seq, _) = l.publish();
+    let (published, copied) = (
+        get64(&l.file, OFF_PUBLISHED),
+        get64(&l.file, OFF_BYTES_COPIED),
+    );
+    assert_eq!((published, copied), (0, payload(2).len() as u64 - 1));
 }
 
 // ---------------------------------------------------------------------------

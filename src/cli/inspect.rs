@@ -17,9 +17,11 @@ pub const LONG_ABOUT: &str = "\
 Show what a ring file and its producer say about themselves.
 
 Maps RINGFILE read-only (it never writes to it) and prints its header: the
-stream name and identity, geometry (slots, slot size, file size), format,
-producer state, epoch, PID and heartbeat age, the counters (published,
-dropped, revoked) and every slot (its stamp decoded: empty, being written,
+stream name and identity, geometry (slots, slot size, file size), format
+and content type (sensor streams), producer state, epoch, PID and heartbeat
+age, the counters (published, dropped, revoked, and the payload bytes the
+producer copied into the ring: in total and per frame, 0 for a zero-copy
+producer) and every slot (its stamp decoded: empty, being written,
 or the seq it holds, with length and age). It then asks the producer, over
 the socket beside the file (RINGFILE with .ring replaced by .sock), for its
 readers: PID, UID, how long connected, whether asleep, and the seqs each
@@ -69,6 +71,8 @@ struct Report {
     age_s: f64,
     geometry: GeometryJson,
     format: FormatJson,
+    /// The header's content type; `null` when the stream has none.
+    content_type: Option<String>,
     state: &'static str,
     epoch: u32,
     producer_pid: u32,
@@ -101,6 +105,10 @@ struct Counters {
     published: u64,
     dropped: u64,
     revoked: u64,
+    /// Payload bytes copied into the ring, all epochs.
+    bytes_copied: u64,
+    /// `bytes_copied / published` (0 when nothing was published).
+    bytes_copied_per_frame: f64,
 }
 
 #[derive(Serialize)]
@@ -182,6 +190,7 @@ fn report(snap: &RingSnapshot, sock: &Path, readers: Result<Vec<ReaderRecord>, S
             index_len: g.index_len,
         },
         format: FormatJson::from(&h.format),
+        content_type: h.content_type.clone(),
         state: snap.state_name(),
         epoch: snap.epoch,
         producer_pid: snap.producer_pid,
@@ -195,6 +204,8 @@ fn report(snap: &RingSnapshot, sock: &Path, readers: Result<Vec<ReaderRecord>, S
             published: snap.published,
             dropped: snap.dropped,
             revoked: snap.revoked,
+            bytes_copied: snap.bytes_copied,
+            bytes_copied_per_frame: snap.copied_per_frame(),
         },
         slots: snap.slots.iter().map(|s| slot_json(s, now)).collect(),
         socket: sock.display().to_string(),
@@ -242,6 +253,9 @@ fn text(r: &Report) -> String {
         "format    {} {}x{}  {} plane(s), strides {:?}  {fps}",
         f.fourcc, f.width, f.height, f.num_planes, f.strides
     );
+    if let Some(ct) = &r.content_type {
+        let _ = writeln!(s, "content   {ct}");
+    }
     let _ = writeln!(
         s,
         "geometry  {} slots x {} bytes (stride {}), file {} ({}), page {}",
@@ -261,6 +275,13 @@ fn text(r: &Report) -> String {
         s,
         "counters  head {}  published {}  dropped {}  revoked {}",
         r.head, r.counters.published, r.counters.dropped, r.counters.revoked
+    );
+    let _ = writeln!(
+        s,
+        "copied    {} bytes ({}), {:.1} bytes per frame",
+        r.counters.bytes_copied,
+        human_bytes(r.counters.bytes_copied),
+        r.counters.bytes_copied_per_frame
     );
     let _ = writeln!(s, "slots");
     let _ = writeln!(
@@ -348,6 +369,75 @@ mod tests {
         assert_eq!(
             socket_path(Path::new("/tmp/odd")),
             Path::new("/tmp/odd.sock")
+        );
+    }
+
+    /// A ring with a content type, two frames published by copy (100 and
+    /// 50 bytes) and one loan committed in place, and its report.
+    fn sensor_report() -> (tempfile::TempDir, Report) {
+        use camux::ring::{RingOptions, StreamFormat};
+        use camux::{FrameInfo, Publisher};
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = RingOptions::new(dir.path(), "imu", StreamFormat::opaque(64), 4096);
+        o.content_type = Some("application/x-imu+csv".into());
+        let mut p = Publisher::create(&o).unwrap();
+        p.publish(&FrameInfo::default(), &[1; 100]).unwrap();
+        p.publish(&FrameInfo::default(), &[2; 50]).unwrap();
+        let loan = p.loan().unwrap();
+        p.commit(loan, 64, &FrameInfo::default()).unwrap();
+        let snap = ring_inspect::snapshot(p.ring_path()).unwrap();
+        let r = report(
+            &snap,
+            Path::new("/nonexistent.sock"),
+            Err("no producer".into()),
+        );
+        (dir, r)
+    }
+
+    #[test]
+    fn json_has_content_type_and_bytes_copied() {
+        let (_dir, r) = sensor_report();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["content_type"], "application/x-imu+csv");
+        let c = &v["counters"];
+        assert_eq!(c["published"], 3);
+        assert_eq!(c["bytes_copied"], 150);
+        assert_eq!(c["bytes_copied_per_frame"], 50.0);
+    }
+
+    #[test]
+    fn text_has_content_type_and_bytes_copied() {
+        let (_dir, r) = sensor_report();
+        let t = text(&r);
+        assert!(t.contains("\ncontent   application/x-imu+csv\n"), "{t}");
+        assert!(
+            t.contains("\ncopied    150 bytes (150 B), 50.0 bytes per frame\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn nothing_published_is_zero_per_frame_and_no_content_type() {
+        use camux::ring::{RingOptions, StreamFormat};
+        let dir = tempfile::tempdir().unwrap();
+        let p = camux::Publisher::create(&RingOptions::new(
+            dir.path(),
+            "cam",
+            StreamFormat::opaque(64),
+            4096,
+        ))
+        .unwrap();
+        let snap = ring_inspect::snapshot(p.ring_path()).unwrap();
+        let r = report(&snap, Path::new("/nonexistent.sock"), Ok(Vec::new()));
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v["content_type"].is_null());
+        assert_eq!(v["counters"]["bytes_copied"], 0);
+        assert_eq!(v["counters"]["bytes_copied_per_frame"], 0.0);
+        let t = text(&r);
+        assert!(!t.contains("content "), "{t}");
+        assert!(
+            t.contains("copied    0 bytes (0 B), 0.0 bytes per frame"),
+            "{t}"
         );
     }
 

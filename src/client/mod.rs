@@ -483,6 +483,13 @@ impl Subscriber {
         self.ring.header.format
     }
 
+    /// The stream's content type (`"application/x-imu+csv"` for IMU
+    /// records, say), or `None` if the producer recorded none (image
+    /// streams, and every ring written before the field existed).
+    pub fn content_type(&self) -> Option<&str> {
+        self.ring.header.content_type.as_deref()
+    }
+
     /// The mode.
     pub fn mode(&self) -> Mode {
         self.opts.mode

@@ -64,11 +64,35 @@ pub struct RingSnapshot {
     pub dropped: u64,
     /// Holds revoked after the hold timeout.
     pub revoked: u64,
+    /// Payload bytes the producers copied into slots (all epochs; 0 in files
+    /// written before the counter existed, and for a zero-copy producer).
+    pub bytes_copied: u64,
     /// The slots.
     pub slots: Vec<SlotSnapshot>,
 }
 
 impl RingSnapshot {
+    /// Bytes copied per published frame over the file's life
+    /// (`bytes_copied / published`; 0 when nothing was published).
+    ///
+    /// ```
+    /// use camux::ring::{inspect, RingOptions, StreamFormat};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut p = camux::Publisher::create(&RingOptions::new(dir.path(), "s", StreamFormat::opaque(8), 64))?;
+    /// p.publish(&Default::default(), &[0; 10])?;
+    /// p.publish(&Default::default(), &[0; 30])?;
+    /// let snap = inspect::snapshot(p.ring_path())?;
+    /// assert_eq!((snap.bytes_copied, snap.copied_per_frame()), (40, 20.0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn copied_per_frame(&self) -> f64 {
+        if self.published == 0 {
+            0.0
+        } else {
+            self.bytes_copied as f64 / self.published as f64
+        }
+    }
+
     /// The producer state as a word.
     pub fn state_name(&self) -> &'static str {
         match self.state {
@@ -167,6 +191,7 @@ pub fn snapshot(path: &Path) -> Result<RingSnapshot, InspectError> {
         published: live.published.load(Ordering::Relaxed),
         dropped: live.dropped.load(Ordering::Relaxed),
         revoked: live.revoked.load(Ordering::Relaxed),
+        bytes_copied: live.bytes_copied.load(Ordering::Relaxed),
         slots,
     })
 }

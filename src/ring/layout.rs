@@ -54,6 +54,8 @@ pub const MAX_FILE_BYTES: u64 = 64 << 30;
 pub const MAX_PLANES: usize = 4;
 /// Longest stream name, in bytes.
 pub const MAX_NAME_BYTES: usize = 63;
+/// Longest content type ([`Header::content_type`]), in bytes.
+pub const MAX_CONTENT_TYPE_BYTES: usize = 63;
 
 /// Why a ring file (or a header image) was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -306,6 +308,14 @@ pub struct Header {
     pub format: StreamFormat,
     /// The stream's name.
     pub name: String,
+    /// A MIME-like content type for non-image streams (sensor records with
+    /// [`FourCc::RAW`], e.g. `"application/x-imu+csv"`); `None` when the
+    /// stream has none. At most [`MAX_CONTENT_TYPE_BYTES`] of printable
+    /// ASCII without spaces (see [`validate_content_type`]): [`Header::parse`]
+    /// never returns anything else, and [`Header::encode`] writes
+    /// `Some("")` as `None`. Files written before this field existed hold
+    /// zero bytes there, which parse as `None`.
+    pub content_type: Option<String>,
 }
 
 /// Most frames one reader may hold at once (the lease page has this many entries).
@@ -347,6 +357,8 @@ mod off {
     pub const FPS_DEN: usize = 164;
     pub const NAME: usize = 168;
     pub const NAME_END: usize = 232;
+    pub const CONTENT_TYPE: usize = 232;
+    pub const CONTENT_TYPE_END: usize = 296;
 }
 
 /// Offset of the `version` word, which is published last with Release.
@@ -395,6 +407,70 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Checks a content type: 1..=63 bytes of printable ASCII without spaces
+/// (`0x21..=0x7e`), e.g. `"application/x-imu+csv"`. The error says which
+/// byte is wrong and what is allowed.
+///
+/// ```
+/// use camux::ring::layout::validate_content_type;
+/// assert!(validate_content_type("application/x-imu+csv").is_ok());
+/// assert!(validate_content_type("text/csv; charset=utf-8").is_err()); // a space
+/// assert!(validate_content_type("").is_err());
+/// ```
+pub fn validate_content_type(content_type: &str) -> Result<(), String> {
+    let allowed = format!(
+        "1..={MAX_CONTENT_TYPE_BYTES} bytes of printable ASCII without spaces (0x21..=0x7e)"
+    );
+    if content_type.is_empty() || content_type.len() > MAX_CONTENT_TYPE_BYTES {
+        return Err(format!(
+            "content type {content_type:?} is {} bytes; it must be {allowed}",
+            content_type.len()
+        ));
+    }
+    match content_type.bytes().position(|c| !is_content_type_byte(c)) {
+        None => Ok(()),
+        Some(at) => Err(format!(
+            "content type {content_type:?} has byte 0x{:02x} at offset {at}; it must be {allowed}",
+            content_type.as_bytes()[at]
+        )),
+    }
+}
+
+fn is_content_type_byte(c: u8) -> bool {
+    (0x21..=0x7e).contains(&c)
+}
+
+/// Decodes the content type field: printable bytes up to the first NUL,
+/// then only NULs. All 64 bytes zero (every file written before the field
+/// existed) is `None`.
+fn parse_content_type(raw: &[u8]) -> Result<Option<String>, LayoutError> {
+    let len = raw.iter().position(|&c| c == 0).unwrap_or(raw.len());
+    if let Some(at) = raw[..len].iter().position(|&c| !is_content_type_byte(c)) {
+        return Err(LayoutError::BadField {
+            field: "content_type",
+            found: raw[at].into(),
+            expected: format!(
+                "printable ASCII 0x21..=0x7e at byte {at} (the first NUL ends the content type)"
+            ),
+        });
+    }
+    if len == raw.len() {
+        return Err(LayoutError::BadField {
+            field: "content_type",
+            found: len as u64,
+            expected: format!("at most {MAX_CONTENT_TYPE_BYTES} bytes and a NUL"),
+        });
+    }
+    if let Some(at) = raw[len..].iter().position(|&c| c != 0) {
+        return Err(LayoutError::BadField {
+            field: "content_type",
+            found: raw[len + at].into(),
+            expected: format!("0 (NUL padding) at byte {}", len + at),
+        });
+    }
+    Ok((len > 0).then(|| String::from_utf8_lossy(&raw[..len]).into_owned()))
+}
+
 impl Header {
     /// Encodes the fixed part (with `version` set to [`VERSION`]).
     pub fn encode(&self) -> [u8; FIXED_BYTES] {
@@ -433,6 +509,11 @@ impl Header {
         let name = self.name.as_bytes();
         let n = name.len().min(MAX_NAME_BYTES);
         b[off::NAME..off::NAME + n].copy_from_slice(&name[..n]);
+        if let Some(ct) = &self.content_type {
+            let ct = ct.as_bytes();
+            let n = ct.len().min(MAX_CONTENT_TYPE_BYTES);
+            b[off::CONTENT_TYPE..off::CONTENT_TYPE + n].copy_from_slice(&ct[..n]);
+        }
         b
     }
 
@@ -571,6 +652,7 @@ impl Header {
                 expected: "a stream name of [A-Za-z0-9._-]".into(),
             })?
             .to_owned();
+        let content_type = parse_content_type(&bytes[off::CONTENT_TYPE..off::CONTENT_TYPE_END])?;
         Ok(Header {
             layout,
             ring_id: get_u64(bytes, off::RING_ID),
@@ -589,6 +671,7 @@ impl Header {
                 fps_den: get_u32(bytes, off::FPS_DEN),
             },
             name,
+            content_type,
         })
     }
 
@@ -768,6 +851,9 @@ const _: () = assert!(META_OFFSET as usize + META_BYTES == DESC_BYTES as usize);
 const _: () = assert!(120 + USER_META_BYTES == META_BYTES);
 const _: () = assert!(off::NAME_END - off::NAME == MAX_NAME_BYTES + 1);
 const _: () = assert!(off::NAME_END <= FIXED_BYTES);
+const _: () = assert!(off::CONTENT_TYPE == off::NAME_END);
+const _: () = assert!(off::CONTENT_TYPE_END - off::CONTENT_TYPE == MAX_CONTENT_TYPE_BYTES + 1);
+const _: () = assert!(off::CONTENT_TYPE_END <= FIXED_BYTES);
 const _: () = assert!(FIXED_BYTES as u64 == LIVE_OFFSET);
 
 #[cfg(test)]
@@ -791,6 +877,7 @@ mod tests {
             max_readers: 64,
             format: StreamFormat::opaque(64),
             name: "cam0".into(),
+            content_type: None,
         }
     }
 
@@ -799,6 +886,90 @@ mod tests {
         let h = header(8, 1 << 20);
         let b = h.encode();
         assert_eq!(Header::parse(&b, h.layout.file_bytes).unwrap(), h);
+    }
+
+    #[test]
+    fn content_type_roundtrip() {
+        let mut h = header(8, 1 << 20);
+        h.content_type = Some("application/x-imu+csv".into());
+        let b = h.encode();
+        assert_eq!(&b[232..232 + 21], b"application/x-imu+csv");
+        assert!(b[232 + 21..296].iter().all(|&c| c == 0));
+        assert_eq!(Header::parse(&b, h.layout.file_bytes).unwrap(), h);
+        // The longest one leaves exactly one NUL.
+        h.content_type = Some("x".repeat(MAX_CONTENT_TYPE_BYTES));
+        let b = h.encode();
+        assert_eq!(b[295], 0);
+        assert_eq!(Header::parse(&b, h.layout.file_bytes).unwrap(), h);
+        // Empty is none, both ways.
+        h.content_type = Some(String::new());
+        let b = h.encode();
+        assert_eq!(
+            Header::parse(&b, h.layout.file_bytes).unwrap().content_type,
+            None
+        );
+    }
+
+    #[test]
+    fn files_without_content_type_parse_as_none() {
+        // The bytes were reserved and zero before the field existed.
+        let h = header(8, 1 << 20);
+        let b = h.encode();
+        assert!(b[232..296].iter().all(|&c| c == 0));
+        assert_eq!(
+            Header::parse(&b, h.layout.file_bytes).unwrap().content_type,
+            None
+        );
+    }
+
+    #[test]
+    fn rejects_bad_content_type() {
+        let h = header(8, 1 << 20);
+        let good = h.encode();
+        let cases: &[(&[u8], u64)] = &[
+            (b"text/csv; x=1", u64::from(b' ')), // a space
+            (b"caf\xc3\xa9", 0xc3),              // not ASCII
+            (b"a\tb", u64::from(b'\t')),         // a control character
+            (b"\x7f", 0x7f),                     // DEL
+            (b"abc\0d", u64::from(b'd')),        // a byte after the NUL
+            (b"\0\0\0\x01", 1),                  // garbage after an empty one
+            (&[b'x'; 64], 64),                   // no NUL at all
+        ];
+        for &(raw, found) in cases {
+            let mut b = good;
+            b[232..296].fill(0);
+            b[232..232 + raw.len()].copy_from_slice(raw);
+            match Header::parse(&b, h.layout.file_bytes) {
+                Err(LayoutError::BadField {
+                    field: "content_type",
+                    found: f,
+                    ..
+                }) => assert_eq!(f, found, "{raw:?}"),
+                other => panic!("{raw:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn validates_content_types() {
+        for ok in [
+            "application/x-imu+csv",
+            "a",
+            "application/vnd.velodyne.vlp16",
+        ] {
+            assert_eq!(validate_content_type(ok), Ok(()), "{ok}");
+        }
+        let long = "x".repeat(MAX_CONTENT_TYPE_BYTES + 1);
+        for bad in [
+            "",
+            "text/csv; charset=utf-8",
+            "caf\u{e9}",
+            "a\0b",
+            long.as_str(),
+        ] {
+            let e = validate_content_type(bad).unwrap_err();
+            assert!(e.contains("printable ASCII"), "{e}");
+        }
     }
 
     #[test]
@@ -869,15 +1040,39 @@ mod tests {
         }
 
         #[test]
+        fn content_type_field_parses_only_what_encode_writes(raw in proptest::collection::vec(any::<u8>(), 64)) {
+            let h = header(8, 4096);
+            let mut b = h.encode();
+            b[232..296].copy_from_slice(&raw);
+            match Header::parse(&b, h.layout.file_bytes) {
+                Ok(p) => {
+                    if let Some(ct) = &p.content_type {
+                        prop_assert!(validate_content_type(ct).is_ok());
+                    }
+                    prop_assert_eq!(&p.encode()[..], &b[..]);
+                }
+                Err(LayoutError::BadField { field, .. }) => prop_assert_eq!(field, "content_type"),
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+
+        #[test]
         fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600), len in any::<u64>()) {
             let _ = Header::parse(&bytes, len);
         }
 
         #[test]
-        fn parse_encode_parse(slots in 1u32..64, max in 1u64..(1 << 24), hold in 1u32..=MAX_HOLDS, id in any::<u64>()) {
+        fn parse_encode_parse(
+            slots in 1u32..64,
+            max in 1u64..(1 << 24),
+            hold in 1u32..=MAX_HOLDS,
+            id in any::<u64>(),
+            content_type in proptest::option::of("[!-~]{1,63}"),
+        ) {
             let mut h = header(slots, max);
             h.hold_limit = hold;
             h.ring_id = id;
+            h.content_type = content_type;
             let b = h.encode();
             let p = Header::parse(&b, h.layout.file_bytes).unwrap();
             prop_assert_eq!(&p.encode()[..], &b[..]);

@@ -48,6 +48,11 @@ pub(crate) struct Live {
     pub claiming: AtomicU32,
     /// Holds revoked after the hold timeout.
     pub revoked: AtomicU64,
+    /// Payload bytes the producer copied into slots (all epochs): a frame
+    /// published by copy counts its length, a committed loan 0. Written by
+    /// the publishing thread only, with a plain load and store. Reserved
+    /// (zero) in files written before it existed.
+    pub bytes_copied: AtomicU64,
 }
 
 /// The ring is being initialised or resumed; no producer publishes yet.
@@ -73,7 +78,11 @@ const _: () = {
     assert!(std::mem::offset_of!(Live, dropped) == 56);
     assert!(std::mem::offset_of!(Live, notify) == 64);
     assert!(std::mem::offset_of!(Live, revoked) == 72);
-    assert!(std::mem::size_of::<Live>() == 80);
+    assert!(std::mem::offset_of!(Live, bytes_copied) == 80);
+    assert!(std::mem::size_of::<Live>() == 88);
+    // The live part ends before the handover bitmap, which ends inside the
+    // header page.
+    assert!(LIVE_OFFSET + std::mem::size_of::<Live>() as u64 == 600);
     assert!(LIVE_OFFSET as usize + std::mem::size_of::<Live>() <= HEADER_BYTES as usize);
 };
 

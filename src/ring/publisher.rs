@@ -3,8 +3,8 @@
 
 use crate::ring::clock::mono_coarse_ns;
 use crate::ring::layout::{
-    validate_name, Geometry, Header, LayoutError, RawMeta, StreamFormat, MAX_HOLDS, MAX_PLANES,
-    USER_META_BYTES,
+    validate_content_type, validate_name, Geometry, Header, LayoutError, RawMeta, StreamFormat,
+    MAX_HOLDS, MAX_PLANES, USER_META_BYTES,
 };
 use crate::ring::mem::{
     LeaseHandle, MapError, RingMap, STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED,
@@ -28,8 +28,10 @@ use std::time::Duration;
 /// let dir = tempfile::tempdir()?;
 /// let mut opts = RingOptions::new(dir.path(), "imu", StreamFormat::opaque(64), 64);
 /// opts.slots = 256;
+/// opts.content_type = Some("application/x-imu+csv".into());
 /// let publisher = camux::Publisher::create(&opts)?;
 /// assert_eq!(publisher.ring_path(), dir.path().join("imu.ring"));
+/// assert_eq!(publisher.header().content_type.as_deref(), Some("application/x-imu+csv"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -40,6 +42,14 @@ pub struct RingOptions {
     pub name: String,
     /// Stream format recorded in the header.
     pub format: StreamFormat,
+    /// Content type recorded in the header (default `None`): a MIME-like
+    /// string for non-image streams, e.g. `"application/x-imu+csv"` for IMU
+    /// records published with [`FourCc::RAW`](crate::format::FourCc::RAW).
+    /// 1..=63 bytes of printable ASCII without spaces (`0x21..=0x7e`);
+    /// `Some("")` means none. Checked by [`Publisher::create`]
+    /// ([`CreateError::Invalid`]). A producer restarted with another
+    /// content type replaces the file, as for another format.
+    pub content_type: Option<String>,
     /// Largest payload a frame may have.
     pub max_frame_bytes: u64,
     /// Number of slots (default 8). Readers x holds + 2 keeps the producer
@@ -77,6 +87,7 @@ impl RingOptions {
             dir: dir.into(),
             name: name.into(),
             format,
+            content_type: None,
             max_frame_bytes,
             slots: 8,
             hold_limit: 4,
@@ -97,6 +108,13 @@ impl RingOptions {
         }
         .layout()
         .map_err(CreateError::Geometry)?;
+        let content_type = match self.content_type.as_deref() {
+            None | Some("") => None,
+            Some(ct) => {
+                validate_content_type(ct).map_err(CreateError::Invalid)?;
+                Some(ct.to_owned())
+            }
+        };
         if self.format.num_planes as usize > MAX_PLANES {
             return Err(CreateError::Invalid(format!(
                 "format has {} planes; at most {MAX_PLANES}",
@@ -130,6 +148,7 @@ impl RingOptions {
             max_readers: self.max_readers,
             format: self.format,
             name: self.name.clone(),
+            content_type,
         })
     }
 }
@@ -303,6 +322,10 @@ impl Drop for Loan {
 pub struct PublisherStats {
     /// Frames published by this publisher.
     pub published: u64,
+    /// Payload bytes this publisher copied into the ring: the length of
+    /// every frame published with [`Publisher::publish`], plus what
+    /// [`Publisher::count_copied`] added; a committed [`Loan`] adds nothing.
+    pub bytes_copied: u64,
     /// Frames dropped because every slot was held.
     pub dropped: u64,
     /// Holds revoked after the hold timeout.
@@ -313,6 +336,33 @@ pub struct PublisherStats {
     pub epoch: u32,
     /// The latest published seq.
     pub head: u64,
+}
+
+impl PublisherStats {
+    /// Bytes copied per published frame in this publisher's epoch
+    /// (`bytes_copied / published`; 0 before the first frame): the frame size
+    /// for a producer that publishes by copy, 0 for one that is zero-copy.
+    ///
+    /// ```
+    /// use camux::ring::{RingOptions, StreamFormat};
+    /// use camux::{FrameInfo, Publisher};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut p = Publisher::create(&RingOptions::new(dir.path(), "s", StreamFormat::opaque(64), 64))?;
+    /// assert_eq!(p.stats().copied_per_frame(), 0.0);
+    /// p.publish(&FrameInfo::default(), &[0; 40])?; // copied: 40 bytes
+    /// let loan = p.loan()?;
+    /// p.commit(loan, 64, &FrameInfo::default())?; // zero-copy: 0 bytes
+    /// assert_eq!(p.stats().bytes_copied, 40);
+    /// assert_eq!(p.stats().copied_per_frame(), 20.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn copied_per_frame(&self) -> f64 {
+        if self.published == 0 {
+            0.0
+        } else {
+            self.bytes_copied as f64 / self.published as f64
+        }
+    }
 }
 
 /// How the publisher came by its ring file.
@@ -642,13 +692,18 @@ impl Publisher {
         m
     }
 
-    fn finish(&mut self, claim: Claim, meta: &RawMeta) -> u64 {
+    /// Commits a claimed slot whose payload is in place; `copied` is how
+    /// many of its bytes the producer copied there (0 for a loan).
+    fn finish(&mut self, claim: Claim, meta: &RawMeta, copied: u64) -> u64 {
         self.ring.write_meta(claim.slot, meta);
         let (seq, wake) = self.core.commit(&*self.ring, &self.readers, claim);
+        self.add_copied(copied);
         let live = self.ring.live();
         // Only this producer writes it: no locked RMW on the frame path.
         let published = live.published.load(Ordering::Relaxed);
-        live.published.store(published + 1, Ordering::Relaxed);
+        // Wrapping: a hostile writer may have left any value there.
+        live.published
+            .store(published.wrapping_add(1), Ordering::Relaxed);
         live.heartbeat_ns
             .store(meta.publish_mono_ns, Ordering::Relaxed);
         if wake {
@@ -658,9 +713,52 @@ impl Publisher {
         seq
     }
 
+    /// Adds `bytes` to the copy counters, in the file and in the stats.
+    fn add_copied(&mut self, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let live = self.ring.live();
+        // Only the publishing thread writes it (`&mut self`): a plain load
+        // and store, no locked RMW on the frame path. Wrapping: a hostile
+        // file may start it anywhere.
+        let total = live.bytes_copied.load(Ordering::Relaxed);
+        live.bytes_copied
+            .store(total.wrapping_add(bytes), Ordering::Relaxed);
+        self.stats.bytes_copied = self.stats.bytes_copied.saturating_add(bytes);
+    }
+
+    /// Counts `bytes` as copied into the ring by this producer, for a caller
+    /// that fills a [`Loan`] by copying into it itself (a converter that
+    /// writes YUYV into the slot from a driver's MMAP buffer, say) rather
+    /// than letting a driver write it in place. [`publish`](Self::publish)
+    /// counts its payload on its own and [`commit`](Self::commit) counts
+    /// nothing, so a zero-copy producer never calls this. The count shows in
+    /// [`PublisherStats::bytes_copied`] and in the ring's live words
+    /// (`camux inspect`).
+    ///
+    /// ```
+    /// use camux::ring::{RingOptions, StreamFormat};
+    /// use camux::{FrameInfo, Publisher};
+    /// let dir = tempfile::tempdir()?;
+    /// let mut p = Publisher::create(&RingOptions::new(dir.path(), "s", StreamFormat::opaque(64), 64))?;
+    /// let mut loan = p.loan()?;
+    /// let converted = [7u8; 48]; // what a converter produced
+    /// loan.as_mut_slice()[..48].copy_from_slice(&converted);
+    /// p.count_copied(48);
+    /// p.commit(loan, 48, &FrameInfo::default())?;
+    /// assert_eq!(p.stats().bytes_copied, 48);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn count_copied(&mut self, bytes: u64) {
+        self.add_copied(bytes);
+    }
+
     /// Publishes a copy of `payload`. Never blocks on readers: if every slot
     /// is held the frame is dropped, counted, and [`Published::Dropped`]
-    /// returned.
+    /// returned. A published frame adds `payload.len()` to the bytes-copied
+    /// counters ([`PublisherStats::bytes_copied`]); a dropped one adds
+    /// nothing.
     pub fn publish(
         &mut self,
         info: &FrameInfo<'_>,
@@ -681,7 +779,11 @@ impl Publisher {
         };
         self.ring.write_payload(claim.slot, payload);
         let meta = self.meta(info, payload.len());
-        Ok(Published::Seq(self.finish(claim, &meta)))
+        Ok(Published::Seq(self.finish(
+            claim,
+            &meta,
+            payload.len() as u64,
+        )))
     }
 
     /// Loans the oldest free slot to be filled in place. Several loans may be
@@ -697,6 +799,9 @@ impl Publisher {
     }
 
     /// Publishes the first `len` bytes of a loaned slot. Returns the seq.
+    /// Counts no bytes as copied (the payload was written in place); a
+    /// caller that copied into the loan itself says so with
+    /// [`count_copied`](Self::count_copied).
     pub fn commit(
         &mut self,
         mut loan: Loan,
@@ -720,7 +825,7 @@ impl Publisher {
         }
         let meta = self.meta(info, len);
         let slot = loan.slot.take().expect("live loan");
-        Ok(self.finish(Claim { slot }, &meta))
+        Ok(self.finish(Claim { slot }, &meta, 0))
     }
 
     /// Gives a loaned slot back without publishing.
@@ -861,6 +966,7 @@ fn compatible(have: &Header, want: &Header) -> bool {
         && have.max_readers == want.max_readers
         && have.heartbeat_interval_ns == want.heartbeat_interval_ns
         && have.name == want.name
+        && have.content_type == want.content_type
 }
 
 fn describe_difference(have: &Header, want: &Header) -> String {
@@ -873,6 +979,13 @@ fn describe_difference(have: &Header, want: &Header) -> String {
             want.format.fourcc,
             want.format.width,
             want.format.height
+        )
+    } else if have.content_type != want.content_type {
+        let show = |c: &Option<String>| c.as_deref().unwrap_or("none").to_owned();
+        format!(
+            "content type changed from {} to {}",
+            show(&have.content_type),
+            show(&want.content_type)
         )
     } else if have.layout != want.layout {
         format!(
@@ -1030,6 +1143,135 @@ mod tests {
             Published::Seq(_)
         ));
         assert_eq!(p.stats().dropped, 2);
+    }
+
+    /// The file's bytes-copied word, as a reader sees it.
+    fn file_copied(p: &Publisher) -> u64 {
+        p.ring.live().bytes_copied.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn publish_by_copy_counts_the_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Publisher::create(&opts(dir.path())).unwrap();
+        assert_eq!((p.stats().bytes_copied, file_copied(&p)), (0, 0));
+        p.publish(&FrameInfo::default(), &[1; 100]).unwrap();
+        p.publish(&FrameInfo::default(), &[2; 28]).unwrap();
+        p.publish(&FrameInfo::default(), &[]).unwrap();
+        assert_eq!((p.stats().bytes_copied, file_copied(&p)), (128, 128));
+        assert_eq!(p.stats().published, 3);
+        assert!((p.stats().copied_per_frame() - 128.0 / 3.0).abs() < 1e-9);
+        // Refused frames copy nothing.
+        assert!(p.publish(&FrameInfo::default(), &[0; 4097]).is_err());
+        assert_eq!(file_copied(&p), 128);
+    }
+
+    #[test]
+    fn loan_and_commit_count_nothing_unless_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Publisher::create(&opts(dir.path())).unwrap();
+        for _ in 0..3 {
+            let mut loan = p.loan().unwrap();
+            loan.as_mut_slice()[..4000].fill(9);
+            p.commit(loan, 4000, &FrameInfo::default()).unwrap();
+        }
+        assert_eq!((p.stats().bytes_copied, file_copied(&p)), (0, 0));
+        assert_eq!(p.stats().copied_per_frame(), 0.0);
+        // A converter that copied into its loan says so.
+        let loan = p.loan().unwrap();
+        p.count_copied(1000);
+        p.commit(loan, 1000, &FrameInfo::default()).unwrap();
+        assert_eq!((p.stats().bytes_copied, file_copied(&p)), (1000, 1000));
+        assert_eq!(p.stats().copied_per_frame(), 250.0);
+        // An abandoned loan and a dropped frame copy nothing.
+        let loan = p.loan().unwrap();
+        p.abandon(loan);
+        let loans: Vec<Loan> = (0..8).map(|_| p.loan().unwrap()).collect();
+        assert_eq!(
+            p.publish(&FrameInfo::default(), &[0; 100]).unwrap(),
+            Published::Dropped
+        );
+        assert_eq!(file_copied(&p), 1000);
+        drop(loans);
+    }
+
+    #[test]
+    fn bytes_copied_continue_across_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut p = Publisher::create(&opts(dir.path())).unwrap();
+            p.publish(&FrameInfo::default(), &[0; 300]).unwrap();
+        }
+        let mut p = Publisher::create(&opts(dir.path())).unwrap();
+        assert!(matches!(p.origin(), Origin::Resumed { .. }));
+        // The file counts all epochs; the stats only this publisher's.
+        assert_eq!((p.stats().bytes_copied, file_copied(&p)), (0, 300));
+        p.publish(&FrameInfo::default(), &[0; 50]).unwrap();
+        assert_eq!((p.stats().bytes_copied, file_copied(&p)), (50, 350));
+        assert_eq!(p.stats().copied_per_frame(), 50.0);
+    }
+
+    #[test]
+    fn content_type_is_recorded_and_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.content_type = Some("application/x-imu+csv".into());
+        let p = Publisher::create(&o).unwrap();
+        assert_eq!(
+            p.header().content_type.as_deref(),
+            Some("application/x-imu+csv")
+        );
+        drop(p);
+        // Empty means none.
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.content_type = Some(String::new());
+        assert_eq!(Publisher::create(&o).unwrap().header().content_type, None);
+        for bad in ["text/csv; charset=utf-8", "caf\u{e9}", "a\nb"] {
+            let mut o = opts(dir.path());
+            o.content_type = Some(bad.into());
+            let e = Publisher::create(&o).err().unwrap();
+            assert!(matches!(e, CreateError::Invalid(_)), "{e:?}");
+            let e = e.to_string();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+            assert!(e.contains("printable ASCII"), "{e}");
+        }
+        let mut o = opts(dir.path());
+        o.content_type = Some("x".repeat(64));
+        let e = Publisher::create(&o).err().unwrap().to_string();
+        assert!(e.contains("64 bytes") && e.contains("1..=63"), "{e}");
+    }
+
+    #[test]
+    fn content_type_change_replaces_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.content_type = Some("application/x-imu+csv".into());
+        let first = Publisher::create(&o).unwrap().header().ring_id;
+        // Same content type: resumed.
+        let p = Publisher::create(&o).unwrap();
+        assert!(matches!(p.origin(), Origin::Resumed { .. }));
+        assert_eq!(p.header().ring_id, first);
+        drop(p);
+        // Another one, or none: a new file.
+        for (ct, was) in [
+            (Some("application/x-gps+nmea"), "application/x-imu+csv"),
+            (None, "application/x-gps+nmea"),
+        ] {
+            o.content_type = ct.map(str::to_owned);
+            let p = Publisher::create(&o).unwrap();
+            match p.origin() {
+                Origin::Replaced { reason } => {
+                    assert!(
+                        reason.contains("content type") && reason.contains(was),
+                        "{reason}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_ne!(p.header().ring_id, first);
+            assert_eq!(p.header().content_type.as_deref(), ct);
+        }
     }
 
     #[test]
