@@ -57,6 +57,40 @@ impl FourCc {
     pub const NV21: FourCc = FourCc::new(*b"NV21");
     /// YUV 4:2:0 in three planes Y, Cb, Cr (also known as I420).
     pub const YU12: FourCc = FourCc::new(*b"YU12");
+    /// YUV 4:2:2 in three planes Y, Cb, Cr, chroma planes half as wide as
+    /// the luma plane and as tall (also known as I422 or yuv422p).
+    ///
+    /// The code is V4L2's `V4L2_PIX_FMT_YUV422P`, `'422P'`: the constant is
+    /// named after [`YU12`](Self::YU12), its 4:2:0 sibling, but the code is
+    /// `*b"422P"`, not `*b"YU16"`.
+    ///
+    /// ```
+    /// use camux::format::{FourCc, FrameLayout};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(&FourCc::YU16.as_bytes(), b"422P");
+    /// let i422 = FrameLayout::packed(FourCc::YU16, 4, 2)?;
+    /// let planes: Vec<(u32, u32)> = i422.planes().iter().map(|p| (p.offset, p.bytes)).collect();
+    /// assert_eq!(planes, [(0, 8), (8, 4), (12, 4)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub const YU16: FourCc = FourCc::new(*b"422P");
+    /// YUV 4:4:4 in three planes Y, Cb, Cr of the same size (also known as
+    /// I444 or yuv444p).
+    ///
+    /// V4L2 has no single-buffer code for this layout (only the
+    /// multi-planar `'YM24'`), so `'444P'` is camux's own, by analogy with
+    /// [`YU16`](Self::YU16)'s `'422P'`.
+    ///
+    /// ```
+    /// use camux::format::{FourCc, FrameLayout};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(&FourCc::YU24.as_bytes(), b"444P");
+    /// assert_eq!(FrameLayout::packed(FourCc::YU24, 3, 3)?.frame_bytes, 27);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub const YU24: FourCc = FourCc::new(*b"444P");
     /// 8-bit greyscale (luma only).
     pub const GREY: FourCc = FourCc::new(*b"GREY");
     /// Packed 24-bit RGB, bytes R G B (also known as RGB24).
@@ -133,12 +167,14 @@ impl fmt::Debug for FourCc {
 }
 
 /// The formats [`FrameLayout::packed`] lays out.
-const PACKED_FORMATS: [FourCc; 8] = [
+const PACKED_FORMATS: [FourCc; 10] = [
     FourCc::YUYV,
     FourCc::UYVY,
     FourCc::NV12,
     FourCc::NV21,
     FourCc::YU12,
+    FourCc::YU16,
+    FourCc::YU24,
     FourCc::GREY,
     FourCc::RGB3,
     FourCc::BGR3,
@@ -155,6 +191,11 @@ const ALIASES: &[(&str, FourCc)] = &[
     ("nv21", FourCc::NV21),
     ("i420", FourCc::YU12),
     ("yu12", FourCc::YU12),
+    ("yuv420p", FourCc::YU12),
+    ("i422", FourCc::YU16),
+    ("yuv422p", FourCc::YU16),
+    ("i444", FourCc::YU24),
+    ("yuv444p", FourCc::YU24),
     ("grey", FourCc::GREY),
     ("gray", FourCc::GREY),
     ("rgb24", FourCc::RGB3),
@@ -271,8 +312,9 @@ impl FrameLayout {
     ///
     /// Supported: YUYV and UYVY (stride 2w, even width), NV12 and NV21 (a
     /// Y plane, then w×h/2 bytes of interleaved chroma; even width and
-    /// height), YU12 (Y, Cb, Cr planes; even width and height), GREY
-    /// (stride w), RGB3 and BGR3 (stride 3w).
+    /// height), YU12 (Y, Cb, Cr planes; even width and height), YU16 (Y,
+    /// Cb, Cr planes, chroma w/2 × h; even width), YU24 (three w × h
+    /// planes), GREY (stride w), RGB3 and BGR3 (stride 3w).
     ///
     /// # Errors
     /// A zero or too large dimension, an odd dimension a subsampled format
@@ -330,6 +372,12 @@ impl FrameLayout {
                 let chroma = rows(w / 2, h / 2);
                 layout(&[rows(w, h), chroma, chroma])
             }
+            FourCc::YU16 => {
+                even_width()?;
+                let chroma = rows(w / 2, h);
+                layout(&[rows(w, h), chroma, chroma])
+            }
+            FourCc::YU24 => layout(&[rows(w, h), rows(w, h), rows(w, h)]),
             _ if fourcc.is_opaque() => Err(FormatError::NeedsMaxBytes { fourcc }),
             _ => Err(FormatError::Unsupported { fourcc }),
         }
@@ -532,7 +580,7 @@ pub enum FormatError {
     /// The format is not one this module can lay out.
     #[error(
         "unsupported pixel format {fourcc:?}: supported are YUYV, UYVY, NV12, NV21, YU12, \
-         GREY, RGB3, BGR3 (and MJPG, H264, RAW with a max frame size)"
+         422P (YU16), 444P (YU24), GREY, RGB3, BGR3 (and MJPG, H264, RAW with a max frame size)"
     )]
     Unsupported {
         /// The format.
@@ -545,7 +593,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const PACKED: [FourCc; 8] = PACKED_FORMATS;
+    const PACKED: [FourCc; PACKED_FORMATS.len()] = PACKED_FORMATS;
 
     #[test]
     fn fourcc_is_v4l2_little_endian() {
@@ -641,6 +689,59 @@ mod tests {
         assert_eq!((rgb.planes[0].stride, rgb.frame_bytes), (9, 45));
         let grey = FrameLayout::packed(FourCc::GREY, 1, 1).unwrap();
         assert_eq!(grey.frame_bytes, 1);
+    }
+
+    #[test]
+    fn planar_422_and_444_layouts() {
+        let i422 = FrameLayout::packed(FourCc::YU16, 64, 3).unwrap();
+        assert_eq!(
+            i422.planes(),
+            [
+                Plane {
+                    offset: 0,
+                    stride: 64,
+                    bytes: 64 * 3
+                },
+                Plane {
+                    offset: 64 * 3,
+                    stride: 32,
+                    bytes: 32 * 3
+                },
+                Plane {
+                    offset: 64 * 3 + 32 * 3,
+                    stride: 32,
+                    bytes: 32 * 3
+                },
+            ]
+        );
+        assert_eq!(i422.frame_bytes, 64 * 3 * 2);
+        assert_eq!(
+            FrameLayout::packed(FourCc::YU16, 63, 2),
+            Err(FormatError::OddWidth {
+                fourcc: FourCc::YU16,
+                width: 63
+            })
+        );
+        let i444 = FrameLayout::packed(FourCc::YU24, 5, 3).unwrap();
+        let offsets: Vec<u32> = i444.planes().iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [0, 15, 30]);
+        assert_eq!(i444.frame_bytes, 45);
+        for (text, fourcc) in [
+            ("422P", FourCc::YU16),
+            ("i422", FourCc::YU16),
+            ("yuv422p", FourCc::YU16),
+            ("444P", FourCc::YU24),
+            ("yuv444p", FourCc::YU24),
+            ("yuv420p", FourCc::YU12),
+        ] {
+            assert_eq!(text.parse::<FourCc>(), Ok(fourcc), "{text:?}");
+        }
+        assert_eq!(
+            FrameLayout::opaque(FourCc::YU16, 64, 64, 8192),
+            Err(FormatError::NotOpaque {
+                fourcc: FourCc::YU16
+            })
+        );
     }
 
     #[test]
