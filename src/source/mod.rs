@@ -7,6 +7,12 @@
 //! - [`synthetic`]: a deterministic moving test pattern, every frame
 //!   [`stamp`]ed with its sequence and a checksum, so any reader anywhere can
 //!   check that it got whole, untorn frames.
+//! - [`file`](mod@file): replay of a recorded file ([`y4m`] or raw frames
+//!   back to back), optionally looping, for development without a camera.
+//! - [`sensor`]: records from a character device, FIFO, file or stdin,
+//!   fixed-size or newline-delimited, each record one frame.
+//! - [`y4m`]: the YUV4MPEG2 format, read by [`file`](mod@file) and written
+//!   by [`Y4mWriter`] (for recordings).
 //! - [`Pacer`]: paces a source that has no clock of its own (a camera has
 //!   one; a test pattern or a file replay does not).
 //!
@@ -25,12 +31,23 @@
 //! # }
 //! ```
 
+pub mod file;
 mod pacer;
+pub mod sensor;
 pub mod stamp;
 pub mod synthetic;
+#[cfg(all(feature = "v4l2", not(loom)))]
+pub mod v4l2;
+pub mod y4m;
 
+pub use file::{FileConfig, FileError, FileKind, FileSource, FrameRead, RawFormat, DEFAULT_FPS};
 pub use pacer::{Pacer, PacerError};
+pub use sensor::{
+    ContentTypeError, Framed, FramerStats, Framing, FramingError, Record, RecordFramer,
+    SensorConfig, SensorError, SensorSource, SensorStats,
+};
 pub use synthetic::{Synthetic, SyntheticConfig, SyntheticError};
+pub use y4m::{Colourspace, Y4mError, Y4mHeader, Y4mReader, Y4mWriter};
 
 /// A buffer too small for the frame a source was asked to write into it.
 ///
