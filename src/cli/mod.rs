@@ -7,6 +7,7 @@
 
 pub mod common;
 pub mod demo;
+pub mod devices;
 pub mod inspect;
 pub mod json;
 pub mod publish;
@@ -48,7 +49,7 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Publish a synthetic test pattern into a ring.
+    /// Publish a stream into a ring: test pattern, V4L2 camera, file or sensor.
     #[command(long_about = publish::LONG_ABOUT)]
     Publish(publish::PublishArgs),
     /// Read a stream and print one line per frame.
@@ -60,7 +61,16 @@ pub enum Command {
     /// Run a publisher and N reader processes and show what they see.
     #[command(long_about = demo::LONG_ABOUT)]
     Demo(demo::DemoArgs),
+    /// List V4L2 capture devices with their formats, sizes and rates.
+    #[command(long_about = devices::LONG_ABOUT)]
+    Devices(devices::DevicesArgs),
 }
+
+/// What a build without the `v4l2` feature says when asked for a camera.
+#[cfg_attr(feature = "v4l2", allow(dead_code))]
+pub const NO_V4L2: &str = "this camux was built without V4L2 support: rebuild with \
+`cargo build --release --features v4l2` (needs libclang-dev), or use the release binary or \
+container image, which have it";
 
 /// How a command ended, as the process exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Tail(args) => tail::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Devices(args) => devices::run(args),
     }
 }
 
@@ -138,11 +149,16 @@ mod tests {
         assert_eq!(p.dir, PathBuf::from("/run/camux"));
         assert_eq!(p.stream, "cam0");
         assert_eq!(
+            (p.width, p.height, p.fps, p.format, p.v4l2.clone()),
+            (None, None, None, None, None)
+        );
+        let s = p.synthetic().unwrap();
+        assert_eq!(
             (
-                p.source.width,
-                p.source.height,
-                p.source.fps,
-                p.source.format
+                s.config().width,
+                s.config().height,
+                s.config().fps,
+                s.config().fourcc
             ),
             (1280, 720, 30.0, FourCc::YUYV)
         );
@@ -185,8 +201,8 @@ mod tests {
             panic!("not publish")
         };
         assert_eq!(p.dir, PathBuf::from("/tmp/x"));
-        assert_eq!(p.source.format, FourCc::NV12);
-        assert_eq!(p.source.fps, 29.97);
+        assert_eq!(p.format, Some(FourCc::NV12));
+        assert_eq!(p.fps, Some(29.97));
         assert_eq!((p.slots, p.hold_limit, p.hold_timeout_ms), (16, 2, 100));
         assert_eq!(p.frames, Some(10));
         assert_eq!(p.seconds, Some(Duration::from_millis(2500)));

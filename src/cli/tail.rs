@@ -33,9 +33,11 @@ still be intact after it was read. The first failure prints a \"torn\" event
 and the summary and exits with status 3.
 
 --json prints JSON lines instead:
-  {\"seq\":N,\"epoch\":N,\"capture_mono_ns\":N,\"publish_mono_ns\":N,\"publish_real_ns\":N,
-   \"fourcc\":\"YUYV\",\"width\":N,\"height\":N,\"len\":N,\"latency_us\":F,\"skipped\":N,
-   \"verified\":true|false|null,\"gap_ms\":F|null}
+  {\"seq\":N,\"epoch\":N,\"driver_seq\":N,\"capture_mono_ns\":N,\"capture_real_ns\":N,
+   \"publish_mono_ns\":N,\"publish_real_ns\":N,\"fourcc\":\"YUYV\",\"width\":N,\"height\":N,
+   \"len\":N,\"latency_us\":F,\"skipped\":N,\"verified\":true|false|null,\"gap_ms\":F|null,
+   \"stride\":N,\"flags\":N,\"field\":N}
+(with --hash also \"hash\":\"<16 hex digits>\"|null; flags: 1 keyframe, 2 driver error)
 and events {\"event\":\"lagged\",\"missed\":N}, {\"event\":\"stale\",\"since_ms\":F},
 {\"event\":\"format_changed\",\"old\":{..},\"new\":{..}}, {\"event\":\"torn\",..},
 {\"event\":\"revoked\",\"seq\":N}, {\"event\":\"timeout\",\"idle_ms\":F}, and last
@@ -83,6 +85,11 @@ pub struct TailArgs {
     /// before it are still held (released oldest first).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub keep: usize,
+    /// Add a hash of each payload to the JSON lines (64-bit FNV-1a over
+    /// little-endian 8-byte words, hex), to compare what two readers got;
+    /// null if the frame was overwritten while being hashed.
+    #[arg(long)]
+    pub hash: bool,
 }
 
 /// How long one wait for a frame may last before the stop flag is checked.
@@ -93,7 +100,9 @@ const POLL: Duration = Duration::from_millis(50);
 struct FrameLine {
     seq: u64,
     epoch: u32,
+    driver_seq: u64,
     capture_mono_ns: u64,
+    capture_real_ns: u64,
     publish_mono_ns: u64,
     publish_real_ns: u64,
     fourcc: String,
@@ -104,6 +113,11 @@ struct FrameLine {
     skipped: u64,
     verified: Option<bool>,
     gap_ms: Option<f64>,
+    stride: u32,
+    flags: u32,
+    field: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<Option<String>>,
 }
 
 #[derive(Serialize)]
@@ -135,6 +149,24 @@ enum Event<'a> {
         error: String,
     },
     Summary(&'a Summary),
+}
+
+/// 64-bit FNV-1a over the payload's little-endian 8-byte words (the tail
+/// zero-padded): cheap enough per frame, and equal payloads hash equal.
+pub fn payload_hash(payload: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = payload.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(PRIME);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(last)).wrapping_mul(PRIME);
+    }
+    (h ^ payload.len() as u64).wrapping_mul(PRIME)
 }
 
 /// What `tail` counted, printed last.
@@ -403,7 +435,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<Status> {
         let line = FrameLine {
             seq: meta.seq,
             epoch: meta.epoch,
+            driver_seq: meta.driver_seq,
             capture_mono_ns: meta.capture_mono_ns,
+            capture_real_ns: meta.capture_real_ns,
             publish_mono_ns: meta.publish_mono_ns,
             publish_real_ns: meta.publish_real_ns,
             fourcc: meta.format.fourcc.to_string(),
@@ -414,6 +448,14 @@ pub fn run(args: TailArgs) -> anyhow::Result<Status> {
             skipped: frame.skipped(),
             verified: verdict.as_ref().map(Result::is_ok),
             gap_ms: gap.map(|g| g.downtime.as_secs_f64() * 1e3),
+            stride: meta.format.strides[0],
+            flags: meta.flags,
+            field: meta.field,
+            hash: args.hash.then(|| {
+                let h = payload_hash(frame.payload());
+                // A hash of bytes that changed underneath is no hash.
+                frame.is_intact().then(|| format!("{h:016x}"))
+            }),
         };
         printer.frame(&line, pending_lag)?;
         pending_lag = 0;
@@ -480,6 +522,16 @@ mod tests {
     }
 
     #[test]
+    fn payload_hashes_tell_payloads_apart() {
+        assert_eq!(payload_hash(b"camux"), payload_hash(b"camux"));
+        assert_ne!(payload_hash(b"camux"), payload_hash(b"camuy"));
+        // Zero padding of the tail does not make lengths collide.
+        assert_ne!(payload_hash(b"abc"), payload_hash(b"abc\0"));
+        assert_ne!(payload_hash(&[0; 8]), payload_hash(&[0; 16]));
+        assert_ne!(payload_hash(&[]), payload_hash(&[0]));
+    }
+
+    #[test]
     fn events_serialize_with_their_tag() {
         let v = serde_json::to_value(Event::Lagged { missed: 3 }).unwrap();
         assert_eq!(v, serde_json::json!({"event": "lagged", "missed": 3}));
@@ -512,6 +564,12 @@ mod tests {
             skipped: 0,
             verified: Some(true),
             gap_ms: Some(250.0),
+            driver_seq: 0,
+            capture_real_ns: 0,
+            stride: 128,
+            flags: 0,
+            field: 0,
+            hash: None,
         };
         p.frame(&f, 3).unwrap();
         assert_eq!(
