@@ -235,14 +235,15 @@ pub enum V4l2Error {
         why: String,
     },
     /// The device went away (unplugged, `ENODEV`, `EIO`): retry later.
-    #[error("{}: device lost during {op}: {source}", device.display())]
+    #[error("{}: device lost during {op}: {cause}", device.display())]
     DeviceLost {
         /// The path given.
         device: PathBuf,
         /// The operation that failed.
         op: &'static str,
-        /// The kernel's error.
-        source: io::Error,
+        /// The kernel's error (in the message; not a `source()`, so
+        /// error chains do not print it twice).
+        cause: io::Error,
     },
     /// No frame within the timeout.
     #[error("{}: no frame for {:.1} s", device.display(), waited.as_secs_f64())]
@@ -253,22 +254,23 @@ pub enum V4l2Error {
         waited: Duration,
     },
     /// Any other failed ioctl.
-    #[error("{}: {op} failed: {source}", device.display())]
+    #[error("{}: {op} failed: {cause}", device.display())]
     Ioctl {
         /// The path given.
         device: PathBuf,
         /// The operation.
         op: &'static str,
-        /// The kernel's error.
-        source: io::Error,
+        /// The kernel's error (in the message; not a `source()`, so
+        /// error chains do not print it twice).
+        cause: io::Error,
     },
     /// The ring refused the frame (a slot too small for what the driver wrote).
-    #[error("{}: cannot publish: {source}", device.display())]
+    #[error("{}: cannot publish: {cause}", device.display())]
     Publish {
         /// The path given.
         device: PathBuf,
-        /// The ring's error.
-        source: PublishError,
+        /// The ring's error (in the message).
+        cause: PublishError,
     },
     /// A bad request (buffer count, a frame size the ring cannot carry).
     #[error("{}: {why}", .device.display())]
@@ -321,7 +323,7 @@ fn classify(device: &Path, op: &'static str, e: io::Error) -> V4l2Error {
             V4l2Error::DeviceLost {
                 device,
                 op,
-                source: e,
+                cause: e,
             }
         }
         Some(libc::EBUSY) => V4l2Error::Busy { device, op },
@@ -330,7 +332,7 @@ fn classify(device: &Path, op: &'static str, e: io::Error) -> V4l2Error {
         _ => V4l2Error::Ioctl {
             device,
             op,
-            source: e,
+            cause: e,
         },
     }
 }
@@ -1375,7 +1377,7 @@ impl Capture {
                 return Err(V4l2Error::DeviceLost {
                     device: path.clone(),
                     op: "VIDIOC_DQBUF",
-                    source: e,
+                    cause: e,
                 })
             }
             Err(e) => return Err(classify(path, "VIDIOC_DQBUF", e)),
@@ -1410,10 +1412,10 @@ impl Capture {
                         let len = len.min(loan.capacity());
                         match publisher.commit(loan, len, &info) {
                             Ok(seq) => Captured::Published { seq, driver },
-                            Err(source) => {
+                            Err(cause) => {
                                 return Err(V4l2Error::Publish {
                                     device: path.clone(),
-                                    source,
+                                    cause,
                                 })
                             }
                         }
@@ -1451,10 +1453,10 @@ impl Capture {
                         Captured::Published { seq, driver }
                     }
                     Ok(Published::Dropped) => Captured::Dropped { driver },
-                    Err(source) => {
+                    Err(cause) => {
                         return Err(V4l2Error::Publish {
                             device: path.clone(),
-                            source,
+                            cause,
                         })
                     }
                 }
