@@ -9,7 +9,9 @@ use crate::ring::layout::{
 use crate::ring::mem::{
     LeaseHandle, MapError, RingMap, STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED,
 };
-use crate::ring::protocol::{freeze_for_handover, Claim, ProducerCore, ReaderSlot, RingWords};
+use crate::ring::protocol::{
+    freeze_for_handover, Claim, LeaseWords, ProducerCore, ReaderSlot, RingWords,
+};
 use crate::ring::socket::{Control, ControlConfig, ReaderEvent};
 use crate::ring::{mono_ns, paths, real_ns};
 use crate::sync::atomic::Ordering;
@@ -420,11 +422,39 @@ impl Publisher {
     /// producer left one with the same geometry, then starts accepting
     /// readers on `<name>.sock`.
     pub fn create(opts: &RingOptions) -> Result<Publisher, CreateError> {
+        let lock = StreamLock::acquire(&opts.dir, &opts.name, opts.wait_for_lock)?;
+        Publisher::create_locked(opts, lock)
+    }
+
+    /// [`create`](Self::create) with the stream's lock already taken: a
+    /// daemon takes the lock first (standing by while another daemon
+    /// publishes), and only then opens the camera, whose negotiated format
+    /// decides the ring's geometry. `opts.wait_for_lock` is not used.
+    ///
+    /// ```
+    /// use camux::ring::{RingOptions, StreamFormat, StreamLock};
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = StreamLock::acquire(dir.path(), "cam0", false)?;
+    /// // ... open the device, learn the frame size ...
+    /// let opts = RingOptions::new(dir.path(), "cam0", StreamFormat::opaque(64), 64);
+    /// let publisher = camux::Publisher::create_locked(&opts, lock)?;
+    /// # drop(publisher);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_locked(opts: &RingOptions, lock: StreamLock) -> Result<Publisher, CreateError> {
+        if lock.dir != opts.dir || lock.name != opts.name {
+            return Err(CreateError::Invalid(format!(
+                "the lock is for stream {:?} in {}, not {:?} in {}",
+                lock.name,
+                lock.dir.display(),
+                opts.name,
+                opts.dir.display()
+            )));
+        }
+        let lock = lock.lock;
         validate_name(&opts.name).map_err(CreateError::Invalid)?;
         let want = opts.header(random_id())?;
-        std::fs::create_dir_all(&opts.dir).map_err(io_at(&opts.dir))?;
-        let (ring_path, sock_path, lock_path) = paths(&opts.dir, &opts.name);
-        let lock = take_lock(&lock_path, opts.wait_for_lock)?;
+        let (ring_path, sock_path, _) = paths(&opts.dir, &opts.name);
 
         let (ring, origin) = match open_existing(&ring_path) {
             Ok(old) if compatible(&old.header, &want) => {
@@ -542,7 +572,7 @@ impl Publisher {
             awaiting,
             ring_path,
             sock_path,
-            lock: Arc::new(lock),
+            lock,
         })
     }
 
@@ -868,6 +898,34 @@ impl Publisher {
         }
     }
 
+    /// Frames readers hold right now, and the oldest of them: a scan of
+    /// every reader's hold entries, for status reports (not the frame
+    /// path). Entries are written by untrusted readers: only values naming
+    /// a frame that was published count.
+    ///
+    /// ```
+    /// use camux::ring::{RingOptions, StreamFormat};
+    /// let dir = tempfile::tempdir()?;
+    /// let p = camux::Publisher::create(&RingOptions::new(dir.path(), "s", StreamFormat::opaque(8), 8))?;
+    /// assert_eq!(p.holds(), (0, None));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn holds(&self) -> (u32, Option<u64>) {
+        let head = self.core.next_seq().saturating_sub(1);
+        let mut count = 0;
+        let mut oldest: Option<u64> = None;
+        for r in &self.readers {
+            for h in &r.lease.holds()[..r.hold_limit] {
+                let v = h.load(Ordering::Relaxed);
+                if v != 0 && v <= head {
+                    count += 1;
+                    oldest = Some(oldest.map_or(v, |o| o.min(v)));
+                }
+            }
+        }
+        (count, oldest)
+    }
+
     /// Refreshes the heartbeat now (the control thread also does it on its own).
     pub fn heartbeat(&self) {
         self.ring
@@ -906,6 +964,44 @@ fn random_id() -> u64 {
         b = (real_ns() ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
     }
     u64::from_le_bytes(b) | 1
+}
+
+/// The lock that makes one process the producer of a stream
+/// (`<dir>/<name>.lock`, an exclusive `flock`). Held until dropped, or until
+/// the [`Publisher`] made with it is; the kernel releases it if the process
+/// dies, so a crash hands the stream over as well.
+///
+/// ```
+/// use camux::ring::StreamLock;
+/// let dir = tempfile::tempdir()?;
+/// let first = StreamLock::acquire(dir.path(), "cam0", false)?;
+/// assert!(StreamLock::acquire(dir.path(), "cam0", false).is_err(), "busy");
+/// drop(first);
+/// let _second = StreamLock::acquire(dir.path(), "cam0", false)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct StreamLock {
+    dir: PathBuf,
+    name: String,
+    lock: Arc<Flock<File>>,
+}
+
+impl StreamLock {
+    /// Takes the lock of stream `name` in `dir` (creating the directory if
+    /// needed). With `wait`, blocks until the current producer stops (a
+    /// standby); without, fails with [`CreateError::Busy`]. A signal
+    /// interrupts the wait with an I/O error.
+    pub fn acquire(dir: &Path, name: &str, wait: bool) -> Result<StreamLock, CreateError> {
+        validate_name(name).map_err(CreateError::Invalid)?;
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        let (_, _, lock_path) = paths(dir, name);
+        Ok(StreamLock {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            lock: Arc::new(take_lock(&lock_path, wait)?),
+        })
+    }
 }
 
 fn take_lock(path: &Path, wait: bool) -> Result<Flock<File>, CreateError> {
