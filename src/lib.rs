@@ -28,6 +28,8 @@ mod sync;
 
 #[cfg(not(loom))]
 pub mod client;
+#[cfg(all(feature = "daemon", not(loom)))]
+pub mod daemon;
 
 #[cfg(all(not(loom), feature = "async"))]
 pub use client::AsyncSubscriber;

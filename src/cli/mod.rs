@@ -6,6 +6,8 @@
 //! `main`, which prints them with their causes (`{:#}`).
 
 pub mod common;
+#[cfg(feature = "daemon")]
+pub mod daemon;
 pub mod demo;
 pub mod devices;
 pub mod inspect;
@@ -64,6 +66,10 @@ pub enum Command {
     /// List V4L2 capture devices with their formats, sizes and rates.
     #[command(long_about = devices::LONG_ABOUT)]
     Devices(devices::DevicesArgs),
+    /// Run every stream of a config, supervised, with HTTP metrics, health and status.
+    #[cfg(feature = "daemon")]
+    #[command(long_about = daemon::LONG_ABOUT)]
+    Daemon(daemon::DaemonArgs),
 }
 
 /// What a build without the `v4l2` feature says when asked for a camera.
@@ -111,6 +117,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Devices(args) => devices::run(args),
+        #[cfg(feature = "daemon")]
+        Command::Daemon(args) => daemon::run(args),
     }
 }
 

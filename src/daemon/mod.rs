@@ -1,0 +1,18 @@
+//! `camux daemon`: the DaemonSet's process. It publishes every stream of
+//! its config at once, keeps each alive through source trouble, and tells
+//! Prometheus and Kubernetes how it is doing.
+//!
+//! - [`config`]: the YAML config (a ConfigMap), typed and validated, every
+//!   error with file, line, column and field.
+//! - [`status`]: every stream's state and counters: what the supervisor
+//!   writes and `/status`, `/metrics` and `/readyz` read.
+//! - [`supervisor`]: one thread per stream: open the source and ring,
+//!   publish, retry a failing source with capped exponential backoff.
+//! - [`http`]: `/metrics` (Prometheus text format), `/healthz`, `/readyz`,
+//!   `/status` (JSON).
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod status;
+pub mod supervisor;

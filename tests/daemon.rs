@@ -1,0 +1,265 @@
+//! `camux daemon` as a process: several streams, one failing source
+//! retried with backoff, HTTP status/metrics/readiness, SIGHUP reload, and
+//! clean shutdown. Real binary, real HTTP, real Prometheus text parsing.
+
+mod util;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use util::{Dir, Proc, Watchdog};
+
+/// A minimal HTTP/1.1 GET: (status code, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response to {path}: {head}"));
+    (code, body.to_string())
+}
+
+fn status(addr: &str) -> Value {
+    let (code, body) = get(addr, "/status");
+    assert_eq!(code, 200, "/status: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("/status is not JSON ({e}): {body}"))
+}
+
+fn stream<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no stream {name} in {status}"))
+}
+
+/// Polls `/status` until `cond` holds (HTTP state cannot be waited on
+/// otherwise); the watchdog bounds it, and a deadline names what never came.
+fn wait_status(addr: &str, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(addr);
+        if cond(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}: {s:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config(dir: &std::path::Path, gps_required: bool, s3_fps: u32) -> String {
+    format!(
+        "dir: {dir}\n\
+         streams:\n\
+         - name: s1\n  source: {{ type: synthetic, width: 64, height: 48, fps: 30 }}\n\
+         - name: s2\n  source: {{ type: synthetic, format: GREY, width: 64, height: 48, fps: 30 }}\n\
+         - name: s3\n  source: {{ type: synthetic, width: 64, height: 48, fps: {s3_fps} }}\n\
+         - name: gps\n  required: {gps_required}\n  source: {{ type: sensor, path: {dir}/no-such-gps, lines: true, content_type: text/x-nmea }}\n",
+        dir = dir.display()
+    )
+}
+
+fn metric(scrape: &prometheus_parse::Scrape, name: &str, stream: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && s.labels.get("stream") == Some(stream))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name} is not a plain value"),
+        })
+        .unwrap_or_else(|| panic!("no {name}{{stream={stream:?}}} in the scrape"))
+}
+
+#[test]
+fn streams_publish_a_failing_source_retries_and_http_tells() {
+    let dog = Watchdog::new("daemon", Duration::from_secs(120));
+    let d = Dir::new("daemon");
+    let cfg_path = d.path().join("daemon.yaml");
+    std::fs::write(&cfg_path, config(d.path(), false, 30)).unwrap();
+    dog.phase("daemon start");
+    let mut daemon = Proc::spawn(
+        "daemon",
+        d.camux([
+            "daemon",
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+    );
+    let started = daemon.wait_event("started");
+    let addr = started["listen"]
+        .as_str()
+        .expect("listen address")
+        .to_string();
+
+    // A reader of s1 gets frames: the stream really publishes.
+    dog.phase("tail s1");
+    let out = util::run_ok(d.camux([
+        "tail",
+        "--dir",
+        d.path().to_str().unwrap(),
+        "s1",
+        "--count",
+        "5",
+        "--verify",
+        "--json",
+    ]));
+    assert!(out.contains("\"verified\":true"), "{out}");
+
+    dog.phase("three publishing, gps retrying twice");
+    let s = wait_status(&addr, "3 publishing streams and 2 gps retries", |s| {
+        ["s1", "s2", "s3"].iter().all(|n| {
+            stream(s, n)["state"] == "publishing" && stream(s, n)["published"].as_u64() > Some(0)
+        }) && stream(s, "gps")["restarts"].as_u64() >= Some(2)
+    });
+    let gps = stream(&s, "gps");
+    assert!(
+        matches!(gps["state"].as_str(), Some("retrying") | Some("starting")),
+        "{gps}"
+    );
+    assert_eq!(gps["last_error"]["kind"], "not_found", "{gps}");
+    assert!(
+        gps["last_error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("no-such-gps"),
+        "{gps}"
+    );
+    assert_eq!(gps["required"], false);
+
+    // Backoff grows: later retries wait longer than the first.
+    dog.phase("backoff grows");
+    let later = wait_status(&addr, "gps retry delay above 1 s", |s| {
+        stream(s, "gps")["retry_in_ms"].as_u64() > Some(1000)
+    });
+    assert!(stream(&later, "gps")["restarts"].as_u64() >= Some(3));
+
+    // Ready: gps is not required.
+    let (code, body) = get(&addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = get(&addr, "/healthz");
+    assert_eq!(code, 200);
+    let (code, _) = get(&addr, "/nope");
+    assert_eq!(code, 404);
+
+    // /metrics parses as the Prometheus text format and agrees with /status
+    // (counters read between two /status reads lie between their values).
+    dog.phase("metrics");
+    let before = status(&addr);
+    let (code, text) = get(&addr, "/metrics");
+    assert_eq!(code, 200);
+    let after = status(&addr);
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("a Prometheus text-format scrape");
+    for n in ["s1", "s2", "s3"] {
+        let m = metric(&scrape, "camux_frames_published_total", n);
+        let (lo, hi) = (
+            stream(&before, n)["published"].as_f64().unwrap(),
+            stream(&after, n)["published"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= m && m <= hi,
+            "{n}: metric {m} outside /status {lo}..{hi}"
+        );
+        assert_eq!(metric(&scrape, "camux_stream_up", n), 1.0);
+    }
+    let restarts = metric(&scrape, "camux_source_restarts_total", "gps");
+    assert!(
+        stream(&before, "gps")["restarts"].as_f64().unwrap() <= restarts
+            && restarts <= stream(&after, "gps")["restarts"].as_f64().unwrap()
+    );
+    assert_eq!(metric(&scrape, "camux_stream_up", "gps"), 0.0);
+
+    // SIGHUP with gps required (and s3 changed): only those two restart,
+    // s1 and s2 go on in the same epoch; /readyz now fails naming gps.
+    dog.phase("reload");
+    let s1_epoch = stream(&after, "s1")["epoch"].clone();
+    let s1_published = stream(&after, "s1")["published"].as_u64().unwrap();
+    std::fs::write(&cfg_path, config(d.path(), true, 15)).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let reloaded = wait_status(&addr, "gps required after SIGHUP", |s| {
+        stream(s, "gps")["required"] == true
+    });
+    let (code, body) = get(&addr, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("gps"), "{body}");
+    assert_eq!(
+        stream(&reloaded, "s1")["epoch"],
+        s1_epoch,
+        "s1 was restarted"
+    );
+    assert!(stream(&reloaded, "s1")["published"].as_u64().unwrap() >= s1_published);
+    let s3 = wait_status(&addr, "s3 at its new rate", |s| {
+        stream(s, "s3")["state"] == "publishing"
+            && stream(s, "s3")["format"]
+                .as_str()
+                .unwrap_or("")
+                .contains("15")
+    });
+    assert!(
+        stream(&s3, "s3")["epoch"].as_u64() > Some(1),
+        "s3 restarted on its own ring: {s3}"
+    );
+
+    // An invalid config is rejected; the running one stays.
+    std::fs::write(&cfg_path, "streams: [ { name: x, sourc: {} } ]\n").unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let still = wait_status(&addr, "the running config after a bad reload", |s| {
+        stream(s, "s1")["state"] == "publishing"
+    });
+    assert_eq!(still["streams"].as_array().map(Vec::len), Some(4));
+
+    dog.phase("shutdown");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success(), "daemon exit: {exit}");
+    let errors = daemon.stderr_text();
+    assert!(
+        errors.contains("config rejected"),
+        "the bad reload was not logged: {errors}"
+    );
+    let info = util::run_ok(d.camux([
+        "inspect",
+        Dir::ring(d.path(), "s1").to_str().unwrap(),
+        "--json",
+    ]));
+    assert!(info.contains("\"state\":\"stopped\""), "{info}");
+}
+
+#[test]
+fn check_config_names_file_line_and_field() {
+    let _dog = Watchdog::new("check-config", Duration::from_secs(30));
+    let d = Dir::new("check");
+    let good = d.path().join("good.yaml");
+    std::fs::write(&good, config(d.path(), true, 30)).unwrap();
+    let out = util::run_ok(d.camux(["daemon", "--check-config", good.to_str().unwrap()]));
+    assert!(out.contains("ok: 4 streams"), "{out}");
+    let bad = d.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "streams:\n- name: cam0\n  source: { type: synthetic, fps: -3 }\n",
+    )
+    .unwrap();
+    let o = d
+        .camux(["daemon", "--check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.yaml:3:"), "no file:line in {err}");
+    assert!(err.contains("fps"), "no field in {err}");
+}
