@@ -263,3 +263,181 @@ fn check_config_names_file_line_and_field() {
     assert!(err.contains("bad.yaml:3:"), "no file:line in {err}");
     assert!(err.contains("fps"), "no field in {err}");
 }
+
+/// A ConfigMap update as kubelet does it: the config is a symlink through
+/// `..data`, which is swapped by a rename to a new directory.
+fn configmap_write(dir: &std::path::Path, version: u32, text: &str) {
+    let v = dir.join(format!("..v{version}"));
+    std::fs::create_dir_all(&v).unwrap();
+    std::fs::write(v.join("daemon.yaml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..v{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    let link = dir.join("daemon.yaml");
+    if !link.exists() {
+        std::os::unix::fs::symlink("..data/daemon.yaml", &link).unwrap();
+    }
+}
+
+fn synthetic(name: &str, fps: u32) -> String {
+    format!("- name: {name}\n  source: {{ type: synthetic, width: 64, height: 48, fps: {fps} }}\n")
+}
+
+#[test]
+fn a_configmap_update_restarts_only_what_changed() {
+    let dog = Watchdog::new("reload", Duration::from_secs(120));
+    let d = Dir::new("reload");
+    let rings = d.path().join("rings");
+    let cm = d.path().join("configmap");
+    std::fs::create_dir_all(&cm).unwrap();
+    let head = format!("dir: {}\nstreams:\n", rings.display());
+    configmap_write(
+        &cm,
+        1,
+        &format!(
+            "{head}{}{}{}",
+            synthetic("a", 30),
+            synthetic("b", 30),
+            synthetic("c", 30)
+        ),
+    );
+    let cfg = cm.join("daemon.yaml");
+    let mut daemon = Proc::spawn(
+        "daemon",
+        d.camux([
+            "daemon",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ]),
+    );
+    let addr = daemon.wait_event("started")["listen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&addr, "a, b, c publishing", |s| {
+        ["a", "b", "c"]
+            .iter()
+            .all(|n| stream(s, n)["state"] == "publishing")
+    });
+    // A reader of the stream that will not change, running through the update.
+    dog.phase("reader of a");
+    let mut reader = Proc::spawn(
+        "reader-a",
+        d.camux([
+            "tail",
+            "--dir",
+            rings.to_str().unwrap(),
+            "a",
+            "--json",
+            "--verify",
+        ]),
+    );
+    let first = loop {
+        match reader.next_line() {
+            Some(util::Line::Json(v)) if v.get("seq").is_some() => break v,
+            Some(_) => {}
+            None => panic!("reader of a ended: {}", reader.stderr_text()),
+        }
+    };
+    let before = status(&addr);
+
+    // a unchanged, b changed, c removed, d added: no signal, just the swap.
+    dog.phase("configmap update");
+    configmap_write(
+        &cm,
+        2,
+        &format!(
+            "{head}{}{}{}",
+            synthetic("a", 30),
+            synthetic("b", 10),
+            synthetic("d", 30)
+        ),
+    );
+    let after = wait_status(&addr, "d publishing and c gone", |s| {
+        let names: Vec<&str> = s["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["name"].as_str())
+            .collect();
+        names == ["a", "b", "d"]
+            && stream(s, "d")["state"] == "publishing"
+            && stream(s, "b")["state"] == "publishing"
+    });
+    assert_eq!(
+        stream(&after, "a")["epoch"],
+        stream(&before, "a")["epoch"],
+        "a restarted"
+    );
+    assert!(
+        stream(&after, "b")["epoch"].as_u64() > stream(&before, "b")["epoch"].as_u64(),
+        "b was not restarted: {after:#}"
+    );
+    assert!(stream(&after, "b")["format"]
+        .as_str()
+        .unwrap()
+        .contains("10 fps"));
+
+    // An invalid update is rejected; everything keeps running.
+    configmap_write(
+        &cm,
+        3,
+        "streams:\n- name: a\n  source: { type: synthetic, fps: fast }\n",
+    );
+    dog.phase("rejected update");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.stderr_text().contains("config rejected") {
+        assert!(
+            Instant::now() < deadline,
+            "the bad update was not reported: {}",
+            daemon.stderr_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        daemon.stderr_text().contains("fps"),
+        "{}",
+        daemon.stderr_text()
+    );
+    let still = status(&addr);
+    assert_eq!(still["streams"].as_array().map(Vec::len), Some(3));
+    assert_eq!(stream(&still, "a")["state"], "publishing");
+
+    // The reader of a saw every frame, with no gap, stale or lag.
+    dog.phase("reader check");
+    let (_, rest) = reader.terminate();
+    // `seen` has every line read (terminate() reads the rest into it too).
+    let seen: Vec<Value> = reader
+        .seen
+        .iter()
+        .filter_map(|l| match l {
+            util::Line::Json(v) => Some(v.clone()),
+            util::Line::Text(_) => None,
+        })
+        .collect();
+    assert_eq!(seen.first(), Some(&first));
+    let mut frames = Vec::new();
+    for v in seen {
+        if v.get("seq").is_some() {
+            frames.push(v);
+        } else if v["event"] != "summary" {
+            panic!("reader of a saw {v} during the update");
+        }
+    }
+    let seqs: Vec<u64> = frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "seqs not increasing");
+    assert!(frames
+        .iter()
+        .all(|f| f["gap_ms"].is_null() && f["verified"] == true));
+    let summary = rest
+        .iter()
+        .find(|v| v["event"] == "summary")
+        .expect("summary");
+    assert_eq!(summary["lagged"], 0, "{summary}");
+    assert_eq!(summary["gaps"], 0, "{summary}");
+    let (exit, _) = daemon.terminate();
+    assert!(exit.success());
+}

@@ -9,6 +9,7 @@ use camux::daemon::status::Board;
 use camux::daemon::supervisor::Supervisor;
 use clap::Args;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::net::SocketAddr;
@@ -35,9 +36,11 @@ HTTP (--listen, default from the config, 0.0.0.0:9470):
   /status   JSON: every stream's state, format, counters, readers, last error
 
 Signals: SIGTERM or SIGINT stop every stream cleanly (rings are marked
-stopped, so a standby daemon takes over at once); SIGHUP reloads the config:
-only streams whose config changed restart, and a config that does not
-validate is rejected (logged) while the running one stays.
+stopped, so a standby daemon takes over at once). The config is reloaded
+when its file changes (a ConfigMap update, which swaps a symlink, or an
+edit) and on SIGHUP: only streams whose config changed restart, and a
+config that does not validate is rejected (logged) while the running one
+stays. --dir and --listen changes need a restart.
 
 Prints one JSON line to stdout once serving:
   {\"event\":\"started\",\"listen\":\"<addr>\",\"dir\":\"<dir>\",\"streams\":[...]}
@@ -92,6 +95,11 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<Status> {
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("cannot create a signalfd")?;
 
+    // Config changes: a ConfigMap update swaps a symlink in the config's
+    // directory (kubelet's `..data` rename), an editor renames or rewrites
+    // the file: watch the directory and reload when the text changed.
+    let watch = ConfigWatch::new(&path);
+
     let board = Arc::new(Board::new());
     let http = HttpServer::start(cfg.listen, board.clone())
         .with_context(|| format!("cannot serve HTTP on {}", cfg.listen))?;
@@ -116,18 +124,36 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<Status> {
         )?;
     }
 
+    let mut last_text = std::fs::read(&path).unwrap_or_default();
     loop {
         board.tick();
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(w) = &watch {
+            fds.push(PollFd::new(w.inotify.as_fd(), PollFlags::POLLIN));
+        }
         // The timeout only paces the liveness tick /healthz reads.
         match poll(&mut fds, PollTimeout::from(1000u16)) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e).context("poll on the signalfd"),
         }
+        if let Some(w) = &watch {
+            if w.changed() {
+                // Only when the text changed: the directory sees other events too.
+                let text = std::fs::read(&path).unwrap_or_default();
+                if text != last_text {
+                    last_text = text;
+                    tracing::info!(config = %path.display(), "config file changed");
+                    reload(&path, &args, &mut cfg, &mut supervisor);
+                }
+            }
+        }
         let mut stop = false;
         while let Ok(Some(info)) = signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
-                Ok(Signal::SIGHUP) => reload(&path, &args, &mut cfg, &mut supervisor),
+                Ok(Signal::SIGHUP) => {
+                    last_text = std::fs::read(&path).unwrap_or_default();
+                    reload(&path, &args, &mut cfg, &mut supervisor)
+                }
                 Ok(s) => {
                     tracing::info!(signal = %s, "stopping every stream");
                     stop = true;
@@ -143,6 +169,54 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<Status> {
     http.shutdown();
     tracing::info!("camux daemon stopped");
     Ok(Status::Success)
+}
+
+/// An inotify watch on the config file's directory.
+struct ConfigWatch {
+    inotify: Inotify,
+}
+
+impl ConfigWatch {
+    /// `None` (with a warning) if the directory cannot be watched: SIGHUP
+    /// still reloads.
+    fn new(path: &Path) -> Option<ConfigWatch> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let watch = || -> nix::Result<ConfigWatch> {
+            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+            inotify.add_watch(
+                &dir,
+                AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE
+                    | AddWatchFlags::IN_ATTRIB,
+            )?;
+            Ok(ConfigWatch { inotify })
+        };
+        match watch() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e,
+                    "cannot watch the config directory; reload with SIGHUP");
+                None
+            }
+        }
+    }
+
+    /// Drains pending events; true if there were any.
+    fn changed(&self) -> bool {
+        let mut any = false;
+        while let Ok(events) = self.inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
 }
 
 fn overrides(cfg: &mut DaemonConfig, args: &DaemonArgs) {
