@@ -66,7 +66,9 @@ fn the_configmap_config_validates() {
     let text = std::fs::read_to_string(&path).unwrap();
     let cm: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     assert_eq!(cm["kind"].as_str(), Some("ConfigMap"));
-    let config = cm["data"]["daemon.yaml"].as_str().expect("data.daemon.yaml");
+    let config = cm["data"]["daemon.yaml"]
+        .as_str()
+        .expect("data.daemon.yaml");
     let parsed = camux::daemon::config::parse(config, Path::new("k8s/configmap.yaml#daemon.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed.log_format, LogFormat::Json);

@@ -314,4 +314,47 @@ fn vivid_capture() {
     assert_eq!(exit_of(&unplug), Some(1));
     let err = text(file(&cases, "unplug", "pub.unplug.err", &console));
     assert!(err.contains("device lost"), "unplug: {err}");
+
+    // The daemon: the camera stream publishes (USERPTR), the missing one
+    // retries with its not_found error, and metrics say so.
+    let out = json_lines(file(&cases, "daemon", "daemon.out", &console));
+    assert!(
+        out.iter().any(|v| v["event"] == "started"),
+        "daemon: {}",
+        text(file(&cases, "daemon", "daemon.err", &console))
+    );
+    assert_eq!(
+        exit_of(&out),
+        Some(0),
+        "daemon exit: {}",
+        text(file(&cases, "daemon", "daemon.err", &console))
+    );
+    let frames: Vec<Value> = json_lines(file(&cases, "daemon", "tail.daemon", &console))
+        .into_iter()
+        .filter(|v| v.get("seq").is_some())
+        .collect();
+    assert_eq!(frames.len(), 30, "frames through the daemon");
+    let status = json_lines(file(&cases, "daemon", "status.daemon", &console));
+    let streams = status
+        .first()
+        .and_then(|s| s["streams"].as_array().cloned())
+        .expect("/status");
+    let vcam = streams.iter().find(|s| s["name"] == "vcam").expect("vcam");
+    assert_eq!(vcam["state"], "publishing", "{vcam}");
+    assert_eq!(vcam["io_mode"], "userptr", "{vcam}");
+    assert_eq!(vcam["bytes_copied"], 0, "{vcam}");
+    // The board is refreshed every 250 ms: at least most of the 30 frames.
+    assert!(vcam["published"].as_u64() >= Some(20), "{vcam}");
+    let gone = streams.iter().find(|s| s["name"] == "gone").expect("gone");
+    assert_eq!(gone["last_error"]["kind"], "not_found", "{gone}");
+    assert!(gone["restarts"].as_u64() >= Some(1), "{gone}");
+    let metrics = text(file(&cases, "daemon", "metrics.daemon", &console));
+    assert!(
+        metrics.contains("camux_stream_up{stream=\"vcam\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("camux_stream_up{stream=\"gone\"} 0"),
+        "{metrics}"
+    );
 }

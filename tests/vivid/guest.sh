@@ -12,7 +12,8 @@ section() { # NAME FILE...: print files between markers
 	name=$1; shift
 	echo "@@case $name"
 	for f in "$@"; do
-		[ -s "$f" ] && sed "s/^/$f: /" "$f"
+		# awk ends every line, also a file's last one without a newline.
+		[ -s "$f" ] && awk -v f="$f" '{ print f ": " $0 }' "$f"
 	done
 	echo "@@end $name"
 }
@@ -102,7 +103,37 @@ echo "{\"exit\":$?}" >>bypath.out
 camux devices --json >devices.json 2>devices.err
 section bypath bypath.out bypath.err devices.json devices.err
 
-# 8. Unplug (vivid's "disconnect" error-injection control) while streaming:
+# 8. The daemon with a camera and a camera that is not there.
+mkdir -p /run/camux-d
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up # the initramfs leaves lo down
+cat >daemon.yaml <<'YAML'
+dir: /run/camux-d
+listen: 127.0.0.1:9470
+streams:
+  - name: vcam
+    source: { type: v4l2, device: /dev/video0, format: YUYV, width: 640, height: 480, fps: 25 }
+  - name: gone
+    required: false
+    source: { type: v4l2, device: /dev/video9 }
+YAML
+rm -f daemon.fifo; mkfifo daemon.fifo
+camux daemon --config daemon.yaml >daemon.fifo 2>daemon.err &
+DPID=$!
+exec 4<daemon.fifo
+read -r line <&4
+echo "$line" >daemon.out
+camux tail --dir /run/camux-d vcam --count 30 --json --hash --timeout-ms 20000 >tail.daemon 2>&1
+wget -qO- http://127.0.0.1:9470/status >status.daemon 2>&1
+wget -qO- http://127.0.0.1:9470/metrics 2>&1 |
+	grep -E '^camux_(frames_published_total|stream_up|source_restarts_total)' >metrics.daemon
+kill -TERM $DPID
+cat <&4 >>daemon.out
+exec 4<&-
+wait $DPID
+echo "{\"exit\":$?}" >>daemon.out
+section daemon daemon.out tail.daemon status.daemon metrics.daemon daemon.err
+
+# 9. Unplug (vivid's "disconnect" error-injection control) while streaming:
 # the producer stops with its device-lost error. Last: the node is gone.
 start_pub unplug --stream unplug --v4l2 /dev/video0 --format YUYV --width 640 \
 	--height 480 --fps 25
