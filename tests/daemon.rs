@@ -107,7 +107,11 @@ fn streams_publish_a_failing_source_retries_and_http_tells() {
         .expect("listen address")
         .to_string();
 
-    // A reader of s1 gets frames: the stream really publishes.
+    // A reader of s1 gets frames: the stream really publishes. (The ring
+    // is made by the stream's own thread: wait until it says publishing.)
+    wait_status(&addr, "s1 publishing", |s| {
+        stream(s, "s1")["state"] == "publishing"
+    });
     dog.phase("tail s1");
     let out = util::run_ok(d.camux([
         "tail",

@@ -80,13 +80,10 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<Status> {
     if let Some(path) = &args.check_config {
         return check(path);
     }
-    let path = args.config.clone().expect("clap requires --config");
-    let mut cfg = config::load(&path)?;
-    overrides(&mut cfg, &args);
-    init_logs(cfg.log_format);
-
     // Signals arrive on a signalfd, so every thread must block them: block
-    // before any thread is spawned (threads inherit the mask).
+    // first, before any thread is spawned (threads inherit the mask) and
+    // before the config is read, so a SIGTERM during startup is a clean
+    // stop, not the default death.
     let mut mask = SigSet::empty();
     for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
@@ -94,6 +91,10 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<Status> {
     mask.thread_block().context("cannot block signals")?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("cannot create a signalfd")?;
+    let path = args.config.clone().expect("clap requires --config");
+    let mut cfg = config::load(&path)?;
+    overrides(&mut cfg, &args);
+    init_logs(cfg.log_format);
 
     // Config changes: a ConfigMap update swaps a symlink in the config's
     // directory (kubelet's `..data` rename), an editor renames or rewrites

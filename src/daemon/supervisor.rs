@@ -144,11 +144,21 @@ impl Stop {
     }
 }
 
+/// What a stream's thread tells the thread that may join it: whether it
+/// is blocked in `flock` as a standby. Its exit drops the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// About to block waiting for the stream's lock.
+    Standby,
+    /// Got the lock (or stopped waiting for it).
+    LeftStandby,
+}
+
 struct Running {
     config: StreamConfig,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    cell: Arc<StreamCell>,
+    phase: Receiver<Phase>,
 }
 
 impl Running {
@@ -157,14 +167,28 @@ impl Running {
     }
 
     /// Joins the thread, unless it stands by for the lock (blocked in
-    /// `flock`: it will notice the stop when it gets the lock, and release
-    /// it at once).
+    /// `flock`: it notices the stop when it gets the lock and releases it
+    /// at once; a shutdown does not wait for another daemon to stop).
+    /// Decided by the thread's own reports, not a look at its state, so a
+    /// thread about to block is not joined by mistake.
     fn join(&mut self) {
-        if self.cell.get().state == StreamState::Standby {
+        let Some(thread) = self.thread.take() else {
             return;
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        };
+        loop {
+            let standby = match self.phase.recv() {
+                Ok(Phase::Standby) => true,
+                Ok(Phase::LeftStandby) => false,
+                // The thread ended: nothing more will come.
+                Err(_) => {
+                    let _ = thread.join();
+                    return;
+                }
+            };
+            // Reports may be queued: act on the latest.
+            if standby && self.phase.is_empty() {
+                return; // detached
+            }
         }
     }
 }
@@ -242,12 +266,13 @@ impl Supervisor {
             .add(&config.name, config.source_kind(), config.required, ring);
         let (tx, rx) = crossbeam_channel::bounded::<()>(0);
         let stop = Stop(rx);
+        let (phase_tx, phase) = crossbeam_channel::unbounded::<Phase>();
         let dir = self.dir.clone();
         let thread_cell = cell.clone();
         let thread_config = config.clone();
         let thread = std::thread::Builder::new()
             .name(format!("stream-{}", config.name))
-            .spawn(move || supervise(thread_config, dir, thread_cell, stop))
+            .spawn(move || supervise(thread_config, dir, thread_cell, stop, phase_tx))
             .expect("cannot spawn a stream thread");
         self.running.insert(
             config.name.clone(),
@@ -255,7 +280,7 @@ impl Supervisor {
                 config,
                 stop: Some(tx),
                 thread: Some(thread),
-                cell,
+                phase,
             },
         );
     }
@@ -287,7 +312,13 @@ impl Drop for Supervisor {
 }
 
 /// A stream's thread: attempts with backoff until stopped.
-fn supervise(config: StreamConfig, dir: PathBuf, cell: Arc<StreamCell>, stop: Stop) {
+fn supervise(
+    config: StreamConfig,
+    dir: PathBuf,
+    cell: Arc<StreamCell>,
+    stop: Stop,
+    phase: Sender<Phase>,
+) {
     let seed = config.name.bytes().fold(crate::ring::mono_ns(), |h, b| {
         h.rotate_left(5) ^ u64::from(b)
     });
@@ -301,7 +332,7 @@ fn supervise(config: StreamConfig, dir: PathBuf, cell: Arc<StreamCell>, stop: St
         cell.update(|s| s.retry_in_ms = None);
         cell.set_state(StreamState::Starting);
         let started = Instant::now();
-        let outcome = match take_lock(&dir, &config.name, &cell, &stop) {
+        let outcome = match take_lock(&dir, &config.name, &cell, &stop, &phase) {
             Ok(Some(lock)) => run_source(&config, &dir, lock, &cell, &stop),
             Ok(None) => Ok(Ended::Stopped),
             Err(e) => Err(e),
@@ -351,12 +382,23 @@ fn take_lock(
     name: &str,
     cell: &StreamCell,
     stop: &Stop,
+    phase: &Sender<Phase>,
 ) -> Result<Option<StreamLock>, StreamError> {
     match StreamLock::acquire(dir, name, false) {
         Ok(lock) => return Ok(Some(lock)),
         Err(CreateError::Busy { .. }) => {}
         Err(e) => return Err(StreamError::ring(e)),
     }
+    // Told before blocking, so a shutdown knows not to wait for us; and
+    // told again (however we leave) by the guard.
+    let _ = phase.send(Phase::Standby);
+    struct Left<'a>(&'a Sender<Phase>);
+    impl Drop for Left<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.send(Phase::LeftStandby);
+        }
+    }
+    let _left = Left(phase);
     cell.set_state(StreamState::Standby);
     tracing::info!(
         stream = name,
@@ -605,7 +647,10 @@ fn run_synthetic(
     let mut flusher = Flusher::new(cell);
     let mut captured = 0u64;
     while !stop.requested() {
-        pacer.wait();
+        // A stop ends the wait at once, even at 1 fps.
+        if pacer.wait_or(|d| stop.wait(d)).is_none() {
+            break;
+        }
         captured += 1;
         let t0 = Instant::now();
         let info = FrameInfo {
@@ -657,7 +702,10 @@ fn run_file(
     let mut flusher = Flusher::new(cell);
     let mut scratch = Vec::new();
     while !stop.requested() {
-        pacer.wait();
+        // A stop ends the wait at once, even at 1 fps.
+        if pacer.wait_or(|d| stop.wait(d)).is_none() {
+            break;
+        }
         let t0 = Instant::now();
         let read = match p.loan() {
             Ok(mut loan) => match source.next_frame(loan.as_mut_slice()) {

@@ -128,6 +128,32 @@ impl Pacer {
         missed
     }
 
+    /// [`wait`](Self::wait) with the sleep done by `sleep`, which returns
+    /// true if it was interrupted (a stop request): then `None`, and the
+    /// deadline is still taken. For a caller that must stop within a frame
+    /// of a 1 fps stream, e.g. by waiting on a channel instead of sleeping.
+    ///
+    /// ```
+    /// use camux::source::Pacer;
+    /// use std::time::Duration;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut pacer = Pacer::new(0.5)?;
+    /// assert_eq!(pacer.wait_or(|_| unreachable!("the first call does not wait")), Some(0));
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// drop(tx); // a stop already requested
+    /// let stopped = |d: Duration| rx.recv_timeout(d).is_err_and(|e| e == std::sync::mpsc::RecvTimeoutError::Disconnected);
+    /// assert_eq!(pacer.wait_or(stopped), None, "interrupted, not a 2 s sleep");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_or(&mut self, sleep: impl FnOnce(Duration) -> bool) -> Option<u64> {
+        let (d, missed) = self.advance(Instant::now());
+        if !d.is_zero() && sleep(d) {
+            return None;
+        }
+        Some(missed)
+    }
+
     /// Moves to the next deadline as seen at `now`; returns how long to
     /// sleep and how many deadlines were missed. Pure, so it is tested
     /// without a clock.
