@@ -34,7 +34,7 @@ pub use mem::{STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED};
 #[cfg(not(loom))]
 pub use publisher::{
     CreateError, FrameInfo, Loan, Origin, PublishError, Published, Publisher, PublisherStats,
-    RingOptions, StreamLock, FLAG_ERROR, FLAG_KEYFRAME,
+    ReaderInfo, RingOptions, StreamLock, FLAG_ERROR, FLAG_KEYFRAME,
 };
 
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ use crate::ring::mem::{
 use crate::ring::protocol::{
     freeze_for_handover, Claim, LeaseWords, ProducerCore, ReaderSlot, RingWords,
 };
-use crate::ring::socket::{Control, ControlConfig, ReaderEvent};
+use crate::ring::socket::{Control, ControlConfig, Peer, ReaderEvent};
 use crate::ring::{mono_ns, paths, real_ns};
 use crate::sync::atomic::Ordering;
 use crossbeam_channel::{Receiver, Sender};
@@ -75,6 +75,34 @@ pub struct RingOptions {
     /// Wait for a running producer of the same stream to stop (standby for a
     /// rolling update) instead of failing with [`CreateError::Busy`].
     pub wait_for_lock: bool,
+    /// Only readers whose uid is in this list may register (default `None`:
+    /// any uid). The uid is the one `SO_PEERCRED` reports for the reader's
+    /// connection (its effective uid when it connected, as seen from the
+    /// producer's user namespace: a uid that namespace does not map shows
+    /// as the overflow uid, usually 65534). A reader must pass every list
+    /// given; `Some(vec![])` admits no one. A refused reader gets a final
+    /// refusal naming its uid and the stream (for a [`Subscriber`]:
+    /// [`OpenError::Handshake`] or [`RecvError::Refused`] holding
+    /// [`HandshakeError::Rejected`] with code [`REJECT_FULL`]).
+    ///
+    /// The lists decide who may register, and so hold frames and be counted
+    /// and listed as a reader; they do not make frames secret. Anyone who
+    /// can open the ring file can map it and read frames without
+    /// registering: for confidentiality restrict [`ring_mode`](Self::ring_mode)
+    /// and the directory's permissions too (e.g. `0o640` and a group).
+    ///
+    /// [`Subscriber`]: crate::Subscriber
+    /// [`OpenError::Handshake`]: crate::client::OpenError::Handshake
+    /// [`RecvError::Refused`]: crate::client::RecvError::Refused
+    /// [`HandshakeError::Rejected`]: crate::ring::socket::HandshakeError::Rejected
+    /// [`REJECT_FULL`]: crate::ring::socket::REJECT_FULL
+    pub allow_uids: Option<Vec<u32>>,
+    /// Only readers whose gid is in this list may register (default `None`:
+    /// any gid). The gid checked is the reader's primary (effective) gid as
+    /// `SO_PEERCRED` reports it; supplementary groups are not considered.
+    /// Otherwise as [`allow_uids`](Self::allow_uids), which a reader must
+    /// pass as well if it is given.
+    pub allow_gids: Option<Vec<u32>>,
 }
 
 impl RingOptions {
@@ -99,6 +127,8 @@ impl RingOptions {
             ring_mode: 0o644,
             socket_mode: 0o666,
             wait_for_lock: false,
+            allow_uids: None,
+            allow_gids: None,
         }
     }
 
@@ -319,6 +349,31 @@ impl Drop for Loan {
     }
 }
 
+/// A registered reader, as [`Publisher::readers_info`] reports it (for
+/// status pages and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReaderInfo {
+    /// The id the producer gave this registration (non-zero; a reader that
+    /// reconnects gets a new one).
+    pub id: u32,
+    /// The reader's PID, from `SO_PEERCRED` when it connected, in the
+    /// producer's PID namespace: 0 if its process is not visible there (a
+    /// reader in another pod, say). Not what the reader claims in its hello.
+    pub pid: u32,
+    /// The reader's effective uid when it connected (`SO_PEERCRED`, in the
+    /// producer's user namespace).
+    pub uid: u32,
+    /// The reader's primary (effective) gid when it connected
+    /// (`SO_PEERCRED`; supplementary groups are not reported).
+    pub gid: u32,
+    /// Frames it holds right now: its hold entries that name a frame that
+    /// was published (entries are written by the reader and not trusted).
+    pub holds: u32,
+    /// How many frames it may hold at once.
+    pub hold_limit: u32,
+}
+
 /// Counters of a publisher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PublisherStats {
@@ -402,6 +457,9 @@ pub struct Publisher {
     ring: Arc<RingMap>,
     core: ProducerCore,
     readers: Vec<ReaderSlot<LeaseHandle>>,
+    /// Who each registered reader is, by id (for [`Publisher::readers_info`];
+    /// kept out of `readers`, which the frame path scans).
+    peers: Vec<(u32, Peer)>,
     events: Receiver<ReaderEvent>,
     lost_tx: Sender<u32>,
     lost_rx: Receiver<u32>,
@@ -546,6 +604,8 @@ impl Publisher {
                 max_readers: opts.max_readers,
                 heartbeat: opts.heartbeat,
                 handshake_timeout: Duration::from_secs(1),
+                allow_uids: opts.allow_uids.clone(),
+                allow_gids: opts.allow_gids.clone(),
             },
             tx,
         )
@@ -562,6 +622,7 @@ impl Publisher {
             ring,
             core,
             readers: Vec::new(),
+            peers: Vec::new(),
             events,
             lost_tx,
             lost_rx,
@@ -625,7 +686,9 @@ impl Publisher {
                 lease,
                 hold_limit,
                 adopted,
+                peer,
             } => {
+                self.peers.push((id, peer));
                 lease.mark_registered(id);
                 if adopted && self.awaiting > 0 {
                     self.awaiting -= 1;
@@ -639,7 +702,10 @@ impl Publisher {
                 self.ring.live().notify.fetch_add(1, Ordering::Release);
                 self.ring.wake_all();
             }
-            ReaderEvent::Removed { id } => self.readers.retain(|r| r.id != id),
+            ReaderEvent::Removed { id } => {
+                self.readers.retain(|r| r.id != id);
+                self.peers.retain(|(p, _)| *p != id);
+            }
         }
     }
 
@@ -915,15 +981,63 @@ impl Publisher {
         let mut count = 0;
         let mut oldest: Option<u64> = None;
         for r in &self.readers {
-            for h in &r.lease.holds()[..r.hold_limit] {
-                let v = h.load(Ordering::Relaxed);
-                if v != 0 && v <= head {
-                    count += 1;
-                    oldest = Some(oldest.map_or(v, |o| o.min(v)));
-                }
+            for v in held(r, head) {
+                count += 1;
+                oldest = Some(oldest.map_or(v, |o| o.min(v)));
             }
         }
         (count, oldest)
+    }
+
+    /// The registered readers: who they are (`SO_PEERCRED` when they
+    /// connected) and how many frames each holds now, in registration
+    /// order. For status reports and logs, not the frame path. Like
+    /// [`stats`](Self::stats) it shows the registrations taken in so far:
+    /// publishing takes new ones in, and so do
+    /// [`poll_readers`](Self::poll_readers) and
+    /// [`wait_readers`](Self::wait_readers).
+    ///
+    /// ```
+    /// use camux::ring::{RingOptions, StreamFormat};
+    /// use camux::Subscriber;
+    /// use std::time::Duration;
+    /// let dir = tempfile::tempdir()?;
+    /// let mut p = camux::Publisher::create(&RingOptions::new(dir.path(), "s", StreamFormat::opaque(8), 8))?;
+    /// assert!(p.readers_info().is_empty());
+    /// let _sub = Subscriber::open(dir.path(), "s")?;
+    /// p.wait_readers(1, Duration::from_secs(5));
+    /// let info = p.readers_info();
+    /// assert_eq!(info.len(), 1);
+    /// assert_eq!(info[0].pid, std::process::id());
+    /// assert_eq!((info[0].holds, info[0].hold_limit), (0, 4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn readers_info(&self) -> Vec<ReaderInfo> {
+        let head = self.core.next_seq().saturating_sub(1);
+        self.readers
+            .iter()
+            .map(|r| {
+                // Every registration arrives with its peer (same event).
+                let peer = self
+                    .peers
+                    .iter()
+                    .find(|(id, _)| *id == r.id)
+                    .map(|(_, p)| *p)
+                    .unwrap_or(Peer {
+                        pid: 0,
+                        uid: u32::MAX,
+                        gid: u32::MAX,
+                    });
+                ReaderInfo {
+                    id: r.id,
+                    pid: peer.pid,
+                    uid: peer.uid,
+                    gid: peer.gid,
+                    holds: held(r, head).count() as u32,
+                    hold_limit: r.hold_limit as u32,
+                }
+            })
+            .collect()
     }
 
     /// Refreshes the heartbeat now (the control thread also does it on its own).
@@ -953,6 +1067,15 @@ impl Drop for Publisher {
         self.ring.wake_all();
         // The lock is released when `_lock` closes, after this.
     }
+}
+
+/// The seqs reader `r` holds that name a published frame (`1..=head`): its
+/// entries are written by the reader, so others are ignored.
+fn held(r: &ReaderSlot<LeaseHandle>, head: u64) -> impl Iterator<Item = u64> + '_ {
+    r.lease.holds()[..r.hold_limit]
+        .iter()
+        .map(|h| h.load(Ordering::Relaxed))
+        .filter(move |&v| v != 0 && v <= head)
 }
 
 fn random_id() -> u64 {

@@ -124,7 +124,14 @@ pub struct Reject {
     pub message: String,
 }
 
-/// The producer has as many readers as it accepts.
+/// The producer will not take this reader, and the client should not try
+/// again: it has as many readers as it accepts, or the peer's credentials
+/// are not on the stream's allow-lists ([`RingOptions::allow_uids`],
+/// [`RingOptions::allow_gids`]). The message says which, e.g. `"uid 1000 is
+/// not allowed to read stream cam0"`.
+///
+/// [`RingOptions::allow_uids`]: crate::ring::RingOptions::allow_uids
+/// [`RingOptions::allow_gids`]: crate::ring::RingOptions::allow_gids
 pub const REJECT_FULL: u32 = 1;
 /// The hello was malformed or of another version.
 pub const REJECT_PROTOCOL: u32 = 2;
@@ -608,6 +615,29 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize
     Ok((n, fds))
 }
 
+/// A peer's credentials as `SO_PEERCRED` reported them when it connected,
+/// translated by the kernel into the producer's PID and user namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// 0 if the peer's process is not visible in our PID namespace.
+    pub pid: u32,
+    pub uid: u32,
+    /// The primary (effective) gid; supplementary groups are not reported.
+    pub gid: u32,
+}
+
+impl Peer {
+    fn of(sock: &OwnedFd) -> Option<Peer> {
+        getsockopt(sock, sockopt::PeerCredentials)
+            .ok()
+            .map(|c| Peer {
+                pid: u32::try_from(c.pid()).unwrap_or(0),
+                uid: c.uid(),
+                gid: c.gid(),
+            })
+    }
+}
+
 /// A registration change for the publishing thread.
 pub(crate) enum ReaderEvent {
     /// A reader registered (or re-registered with its old page).
@@ -617,6 +647,8 @@ pub(crate) enum ReaderEvent {
         hold_limit: u32,
         /// The reader brought back the page of a previous producer.
         adopted: bool,
+        /// Who it is (`SO_PEERCRED` at accept).
+        peer: Peer,
     },
     /// A reader's connection ended: stop honouring its holds.
     Removed { id: u32 },
@@ -628,19 +660,46 @@ pub(crate) struct ControlConfig {
     pub max_readers: u32,
     pub heartbeat: Duration,
     pub handshake_timeout: Duration,
+    /// Only these uids may register (`None`: any).
+    pub allow_uids: Option<Vec<u32>>,
+    /// Only these primary gids may register (`None`: any).
+    pub allow_gids: Option<Vec<u32>>,
+}
+
+impl ControlConfig {
+    /// Why `peer` may not register as a reader of `stream`, if it may not:
+    /// it must pass every list given.
+    fn refusal(&self, peer: &Peer, stream: &str) -> Option<String> {
+        let denied =
+            |list: &Option<Vec<u32>>, v: u32| list.as_ref().is_some_and(|l| !l.contains(&v));
+        if denied(&self.allow_uids, peer.uid) {
+            Some(format!(
+                "uid {} is not allowed to read stream {stream}",
+                peer.uid
+            ))
+        } else if denied(&self.allow_gids, peer.gid) {
+            Some(format!(
+                "gid {} is not allowed to read stream {stream}",
+                peer.gid
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 struct Active {
     sock: OwnedFd,
     id: u32,
-    pid: u32,
-    uid: u32,
+    peer: Peer,
     since_ns: u64,
     lease: Arc<LeaseMap>,
 }
 
 struct Pending {
     sock: OwnedFd,
+    /// `SO_PEERCRED`, read at accept (`None`: the kernel would not say).
+    peer: Option<Peer>,
     deadline_ns: u64,
 }
 
@@ -824,8 +883,12 @@ impl Server {
                     if self.pending.len() >= self.cfg.max_readers as usize + EXTRA_PENDING {
                         continue; // dropped: too many half-open handshakes
                     }
+                    // The credentials the peer had when it connected: read
+                    // now, before it can say anything.
+                    let peer = Peer::of(&sock);
                     self.pending.push(Pending {
                         sock,
+                        peer,
                         deadline_ns: mono_ns() + self.cfg.handshake_timeout.as_nanos() as u64,
                     });
                 }
@@ -899,8 +962,8 @@ impl Server {
                 .iter()
                 .map(|a| ReaderRecord {
                     id: a.id,
-                    pid: a.pid,
-                    uid: a.uid,
+                    pid: a.peer.pid,
+                    uid: a.peer.uid,
                     hold_limit: self.cfg.hold_limit,
                     revoked: a.lease.revoked().load(Ordering::Relaxed),
                     waiting: a.lease.waiting().load(Ordering::Relaxed) != 0,
@@ -910,6 +973,15 @@ impl Server {
                 .collect();
             Self::reply(&p.sock, &encode_inspect(&records), None);
             return;
+        }
+        let Some(peer) = p.peer else {
+            return Self::reject(&p.sock, REJECT_INTERNAL, "cannot read peer credentials");
+        };
+        // Before the capacity check: a refused peer learns nothing more.
+        // FULL is the code a client takes as final (it would retry any
+        // other on every receive); the text tells the two apart.
+        if let Some(why) = self.cfg.refusal(&peer, &self.ring.header.name) {
+            return Self::reject(&p.sock, REJECT_FULL, &why);
         }
         if self.active.len() >= self.cfg.max_readers as usize {
             return Self::reject(&p.sock, REJECT_FULL, "too many readers");
@@ -939,9 +1011,6 @@ impl Server {
             epoch: self.ring.live().epoch.load(Ordering::Relaxed),
             adopted,
         });
-        let (pid, uid) = getsockopt(&p.sock, sockopt::PeerCredentials)
-            .map(|c| (c.pid() as u32, c.uid()))
-            .unwrap_or((0, 0));
         // The reader may hold frames only once the publishing thread has
         // taken this page into its scans and said so in the page (a hold
         // placed earlier could race with a claim that does not scan it). An
@@ -953,13 +1022,13 @@ impl Server {
             lease: lease.clone(),
             hold_limit: self.cfg.hold_limit,
             adopted,
+            peer,
         });
         Self::reply(&p.sock, &welcome.encode(), Some(lease.fd()));
         self.active.push(Active {
             sock: p.sock,
             id,
-            pid,
-            uid,
+            peer,
             since_ns: mono_ns(),
             lease,
         });
