@@ -346,7 +346,15 @@ fn a_configmap_update_restarts_only_what_changed() {
             None => panic!("reader of a ended: {}", reader.stderr_text()),
         }
     };
-    let before = status(&addr);
+    // The reader is known by its socket's peer credentials.
+    let pid = u64::from(reader.pid());
+    let uid = u64::from(nix::unistd::getuid().as_raw());
+    let before = wait_status(&addr, "the reader of a in /status", |s| {
+        stream(s, "a")["reader_list"].as_array().is_some_and(|l| {
+            l.iter()
+                .any(|r| r["pid"].as_u64() == Some(pid) && r["uid"].as_u64() == Some(uid))
+        })
+    });
 
     // a unchanged, b changed, c removed, d added: no signal, just the swap.
     dog.phase("configmap update");

@@ -111,6 +111,8 @@ pub struct StreamStatus {
     pub readers: u32,
     /// Frames readers hold now (all readers).
     pub holds: u32,
+    /// Each registered reader, identified by its socket's peer credentials.
+    pub reader_list: Vec<ReaderStatus>,
     /// How far the slowest holder is behind: head minus the oldest frame
     /// a reader holds (0 when nothing is held).
     pub reader_lag_frames: u64,
@@ -126,6 +128,21 @@ pub struct StreamStatus {
     pub retry_in_ms: Option<u64>,
     /// The last error, if any (kept after recovery, with its time).
     pub last_error: Option<LastError>,
+}
+
+/// One registered reader, as `/status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReaderStatus {
+    /// The producer's id for the registration.
+    pub id: u32,
+    /// PID (`SO_PEERCRED`, in the daemon's PID namespace; 0 if not visible there).
+    pub pid: u32,
+    /// Effective uid (`SO_PEERCRED`).
+    pub uid: u32,
+    /// Primary gid (`SO_PEERCRED`).
+    pub gid: u32,
+    /// Frames it holds now.
+    pub holds: u32,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -301,6 +318,7 @@ impl Board {
                 bytes_copied: 0,
                 readers: 0,
                 holds: 0,
+                reader_list: Vec::new(),
                 reader_lag_frames: 0,
                 head: 0,
                 epoch: 0,

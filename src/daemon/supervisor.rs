@@ -8,7 +8,7 @@
 //! `/readyz` read.
 
 use crate::daemon::config::{DaemonConfig, SourceConfig, StreamConfig};
-use crate::daemon::status::{Board, StreamCell, StreamState};
+use crate::daemon::status::{Board, ReaderStatus, StreamCell, StreamState};
 use crate::format::FourCc;
 use crate::ring::{CreateError, PublishError, RingOptions, StreamFormat, StreamLock};
 use crate::source::{Synthetic, SyntheticConfig};
@@ -453,6 +453,8 @@ fn ring_options(
     opts.max_readers = r.max_readers;
     opts.ring_mode = config.access.ring_mode;
     opts.socket_mode = config.access.socket_mode;
+    opts.allow_uids = config.access.allow_uids.clone();
+    opts.allow_gids = config.access.allow_gids.clone();
     Ok(opts)
 }
 
@@ -499,6 +501,9 @@ fn chgrp(p: &Publisher, group: &str) -> Result<(), StreamError> {
 
 /// Counters a run keeps and flushes to the board now and then.
 struct Flusher {
+    name: String,
+    /// Reader ids seen at the last flush (to log arrivals and departures).
+    known: Vec<u32>,
     last: Instant,
     window_start: Instant,
     window_frames: u64,
@@ -519,6 +524,8 @@ impl Flusher {
     fn new(cell: &StreamCell) -> Flusher {
         let s = cell.get();
         Flusher {
+            name: s.name.clone(),
+            known: Vec::new(),
             last: Instant::now(),
             window_start: Instant::now(),
             window_frames: 0,
@@ -541,6 +548,29 @@ impl Flusher {
         let readers = p.poll_readers();
         let st = p.stats();
         let (holds, oldest) = p.holds();
+        let list: Vec<ReaderStatus> = p
+            .readers_info()
+            .into_iter()
+            .map(|r| ReaderStatus {
+                id: r.id,
+                pid: r.pid,
+                uid: r.uid,
+                gid: r.gid,
+                holds: r.holds,
+            })
+            .collect();
+        let name = &self.name;
+        for r in list.iter().filter(|r| !self.known.contains(&r.id)) {
+            tracing::info!(stream = %name, reader = r.id, pid = r.pid, uid = r.uid, gid = r.gid, "reader registered");
+        }
+        for id in self
+            .known
+            .iter()
+            .filter(|id| !list.iter().any(|r| r.id == **id))
+        {
+            tracing::info!(stream = %name, reader = id, "reader left");
+        }
+        self.known = list.iter().map(|r| r.id).collect();
         let window = self.window_start.elapsed();
         let frames_now = st.published;
         let b = self.base;
@@ -552,6 +582,7 @@ impl Flusher {
             s.driver_drops = b.driver_drops + driver_drops;
             s.readers = readers;
             s.holds = holds;
+            s.reader_list = list;
             s.reader_lag_frames = oldest.map_or(0, |o| st.head.saturating_sub(o));
             s.head = st.head;
             s.epoch = st.epoch;
