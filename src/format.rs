@@ -212,12 +212,28 @@ impl FromStr for FourCc {
     /// Parses exactly four ASCII characters, case-sensitive, with trailing
     /// spaces as padding (`"YUYV"`, `"RAW "`), or one of the lowercase
     /// aliases (`"rgb24"`, `"i420"`, `"gray"`, `"yuyv"`, `"raw"`, ...).
+    /// `"RAW"` is taken for `"RAW "`: shells and YAML drop trailing spaces.
+    ///
+    /// ```
+    /// use camux::format::FourCc;
+    /// assert_eq!("RAW".parse::<FourCc>(), Ok(FourCc::RAW));
+    /// assert_eq!("RAW ".parse::<FourCc>(), Ok(FourCc::RAW));
+    /// assert!("YUY".parse::<FourCc>().is_err(), "a typo, not a padded code");
+    /// ```
     ///
     /// Any well-formed code parses, known or not: whether a format can be
     /// laid out is [`FrameLayout`]'s business.
     fn from_str(s: &str) -> Result<FourCc, ParseFourCcError> {
         if let Some(&(_, fourcc)) = ALIASES.iter().find(|(name, _)| *name == s) {
             return Ok(fourcc);
+        }
+        if (1..4).contains(&s.len()) {
+            let mut code = [b' '; 4];
+            code[..s.len()].copy_from_slice(s.as_bytes());
+            // Only known space-padded codes: "YUY" is a typo, not a format.
+            if FourCc::new(code) == FourCc::RAW {
+                return Ok(FourCc::RAW);
+            }
         }
         match <[u8; 4]>::try_from(s.as_bytes()) {
             Ok(code) if FourCc::is_well_formed(code) => Ok(FourCc::new(code)),
@@ -637,7 +653,7 @@ mod tests {
     #[test]
     fn parse_rejects() {
         for text in [
-            "", "YUY", "YUYVV", "RAW", " RAW", "R AW", "    ", "YU\u{e9}", "Nv12\n",
+            "", "YUY", "YUYVV", " RAW", "RA", "R AW", "    ", "YU\u{e9}", "Nv12\n",
         ] {
             let err = text.parse::<FourCc>().unwrap_err();
             assert_eq!(err.given(), text);

@@ -145,6 +145,18 @@ mod tests {
     }
 
     #[test]
+    fn the_help_examples_raw_format_parses() {
+        // `publish --help` teaches `--format RAW`: it must work as written.
+        let Command::Publish(p) = parse(&["publish", "--stream", "imu", "--format", "RAW"])
+            .unwrap()
+            .command
+        else {
+            panic!("not publish")
+        };
+        assert_eq!(p.format, Some(FourCc::RAW));
+    }
+
+    #[test]
     fn command_is_well_formed() {
         Cli::command().debug_assert();
     }
