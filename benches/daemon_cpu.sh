@@ -18,7 +18,7 @@ secs=${1:-10}
 cargo build --release --quiet --bin camux
 bin=target/release/camux
 work=$(mktemp -d /dev/shm/camux-daemon-cpu.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cpu_s() { # PID -> CPU seconds so far, all threads
 	cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.9f\n", s / 1e9 }'
 }
