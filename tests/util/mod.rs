@@ -1007,3 +1007,27 @@ pub fn blocked_on_lock(pid: u32, key: &str) -> bool {
             && f.get(6) == Some(&key)
     })
 }
+
+// ---------------------------------------------------------------------------
+// HTTP (the daemon's endpoints).
+
+/// A minimal HTTP/1.1 GET: (status code, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s =
+        std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad response to {path}: {head}"));
+    (code, body.to_string())
+}
