@@ -1136,9 +1136,7 @@ fn run_v4l2(args: &PublishArgs, device: PathBuf) -> anyhow::Result<Status> {
     emit_ready(&publisher, &mut out, extra)?;
     let deadline = args.seconds.map(|s| Instant::now() + s);
     // A stall is reported after this long without a frame (the stream goes on).
-    let stall_after = n.interval.map_or(Duration::from_secs(2), |i| {
-        Duration::from_secs_f64(3.0 / i.fps().max(0.1)).max(Duration::from_secs(2))
-    });
+    let stall_after = n.stall_after();
     let cpu_start = thread_cpu_ns();
     // Steady state starts once every slot has been through the driver: in
     // USERPTR mode a slot's first trip pins its pages (a one-time cost).

@@ -465,14 +465,14 @@ fn create(
 ) -> Result<Publisher, StreamError> {
     let p = Publisher::create_locked(opts, lock).map_err(StreamError::ring)?;
     if let Some(group) = &config.access.group {
-        chgrp(&p, group)?;
+        chgrp(&opts.dir, &opts.name, group)?;
     }
     Ok(p)
 }
 
 /// Gives the ring and socket files to `group` (a name or a number), so
 /// that group's readers can open them with the configured modes.
-fn chgrp(p: &Publisher, group: &str) -> Result<(), StreamError> {
+fn chgrp(dir: &Path, name: &str, group: &str) -> Result<(), StreamError> {
     let gid = match group.parse::<u32>() {
         Ok(n) => nix::unistd::Gid::from_raw(n),
         Err(_) => match nix::unistd::Group::from_name(group) {
@@ -486,8 +486,8 @@ fn chgrp(p: &Publisher, group: &str) -> Result<(), StreamError> {
             }
         },
     };
-    let sock = p.ring_path().with_extension("sock");
-    for path in [p.ring_path(), sock.as_path()] {
+    let (ring, sock, _) = crate::ring::paths(dir, name);
+    for path in [&ring, &sock] {
         nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
             StreamError::new(
                 "ring",
@@ -925,9 +925,7 @@ mod v4l2 {
         let (mode, why) = capture.io_choice();
         tracing::info!(stream = %config.name, io = mode.name(), why, "V4L2 io mode");
         publishing(cell, &p, describe(&format), Some(mode.name()));
-        let stall_after = n.interval.map_or(Duration::from_secs(2), |i| {
-            Duration::from_secs_f64(3.0 / i.fps().max(0.1)).max(Duration::from_secs(2))
-        });
+        let stall_after = n.stall_after();
         let mut flusher = Flusher::new(cell);
         let mut last_frame = Instant::now();
         let mut stalled = false;

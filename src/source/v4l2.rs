@@ -411,6 +411,27 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
+    /// How long without a frame counts as a stall: three frame intervals,
+    /// at least 2 s (also when the driver reports no rate).
+    ///
+    /// ```
+    /// use camux::format::FourCc;
+    /// use camux::source::v4l2::{Interval, Negotiated};
+    /// use std::time::Duration;
+    /// let mut n = Negotiated {
+    ///     fourcc: FourCc::YUYV, width: 640, height: 480, bytesperline: 1280,
+    ///     sizeimage: 614400, field: 1, interval: Some(Interval { num: 1, den: 25 }), compressed: false,
+    /// };
+    /// assert_eq!(n.stall_after(), Duration::from_secs(2));
+    /// n.interval = Some(Interval { num: 1, den: 1 });
+    /// assert_eq!(n.stall_after(), Duration::from_secs(3));
+    /// ```
+    pub fn stall_after(&self) -> Duration {
+        self.interval.map_or(Duration::from_secs(2), |i| {
+            Duration::from_secs_f64(3.0 / i.fps().max(0.1)).max(Duration::from_secs(2))
+        })
+    }
+
     /// The ring's stream format for these frames. Known layouts get their
     /// planes (with the driver's line padding); others one plane of
     /// `bytesperline`.
@@ -928,6 +949,17 @@ fn negotiate(fd: i32, path: &Path, config: &V4l2Config) -> Result<Negotiated, V4
 }
 
 fn is_compressed(fd: i32, pixelformat: u32) -> bool {
+    format_descriptions(fd)
+        .iter()
+        .find(|d| d.pixelformat == pixelformat)
+        .map_or(FourCc(pixelformat).is_opaque(), |d| {
+            d.flags & FMT_FLAG_COMPRESSED != 0
+        })
+}
+
+/// The capture formats the device offers (`VIDIOC_ENUM_FMT` until it says no more).
+fn format_descriptions(fd: i32) -> Vec<v4l::v4l_sys::v4l2_fmtdesc> {
+    let mut out = Vec::new();
     for index in 0..256 {
         let mut d: v4l::v4l_sys::v4l2_fmtdesc = zeroed();
         d.index = index;
@@ -936,11 +968,9 @@ fn is_compressed(fd: i32, pixelformat: u32) -> bool {
         if unsafe { xioctl(fd, v4l::v4l2::vidioc::VIDIOC_ENUM_FMT, &mut d) }.is_err() {
             break;
         }
-        if d.pixelformat == pixelformat {
-            return d.flags & FMT_FLAG_COMPRESSED != 0;
-        }
+        out.push(d);
     }
-    FourCc(pixelformat).is_opaque()
+    out
 }
 
 /// Counters of a running capture.
@@ -1641,16 +1671,8 @@ fn enumerate_formats(dev: &v4l::Device) -> Vec<FormatInfo> {
     use v4l::frameinterval::FrameIntervalEnum;
     use v4l::framesize::FrameSizeEnum;
     use v4l::video::Capture as _;
-    let fd = dev.handle().fd();
     let mut formats = Vec::new();
-    for index in 0..256 {
-        let mut d: v4l::v4l_sys::v4l2_fmtdesc = zeroed();
-        d.index = index;
-        d.type_ = BUF_TYPE;
-        // SAFETY: VIDIOC_ENUM_FMT takes a v4l2_fmtdesc.
-        if unsafe { xioctl(fd, v4l::v4l2::vidioc::VIDIOC_ENUM_FMT, &mut d) }.is_err() {
-            break;
-        }
+    for d in format_descriptions(dev.handle().fd()) {
         let fourcc = v4l::FourCC::from(d.pixelformat);
         let mut sizes = Vec::new();
         for size in dev.enum_framesizes(fourcc).unwrap_or_default() {
