@@ -354,14 +354,14 @@ impl FrameLayout {
         check_dimensions(width, height)?;
         let (w, h) = (u64::from(width), u64::from(height));
         let even_width = || {
-            if width % 2 == 0 {
+            if width.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(FormatError::OddWidth { fourcc, width })
             }
         };
         let even_height = || {
-            if height % 2 == 0 {
+            if height.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(FormatError::OddHeight { fourcc, height })

@@ -1942,12 +1942,12 @@ fn duration(s: Scalar<'_>) -> Option<Duration> {
 fn duration_text(d: Duration) -> String {
     let nanos = d.as_nanos();
     for (unit, n) in [("h", 3_600_000_000_000u128), ("m", 60_000_000_000)] {
-        if nanos >= n && nanos % n == 0 {
+        if nanos >= n && nanos.is_multiple_of(n) {
             return format!("{}{unit}", nanos / n);
         }
     }
     for (unit, n) in [("s", 1_000_000_000u128), ("ms", 1_000_000), ("us", 1_000)] {
-        if nanos % n == 0 {
+        if nanos.is_multiple_of(n) {
             return format!("{}{unit}", nanos / n);
         }
     }

@@ -180,14 +180,14 @@ impl RingMap {
     }
 
     fn word32(&self, offset: u64) -> &AtomicU32 {
-        debug_assert!(offset % 4 == 0 && offset + 4 <= self.map.len() as u64);
+        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= self.map.len() as u64);
         // SAFETY: callers pass offsets inside the validated layout, 4-aligned;
         // the mapping is page aligned and lives as long as `self`.
         unsafe { &*(self.map.as_ptr().add(offset as usize) as *const AtomicU32) }
     }
 
     fn word64(&self, offset: u64) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= self.map.len() as u64);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= self.map.len() as u64);
         // SAFETY: as in `word32`, with 8-byte alignment.
         unsafe { &*(self.map.as_ptr().add(offset as usize) as *const AtomicU64) }
     }
@@ -328,7 +328,7 @@ impl RingWords for RingMap {
 unsafe fn volatile_copy(src: *const u8, dst: &mut [u8]) {
     // Word by word where aligned (descriptors and the header are): a
     // 248-byte descriptor is 31 loads instead of 248.
-    let words = if src as usize % 8 == 0 {
+    let words = if (src as usize).is_multiple_of(8) {
         dst.len() / 8
     } else {
         0
