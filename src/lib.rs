@@ -30,6 +30,8 @@ mod sync;
 pub mod client;
 #[cfg(all(feature = "daemon", not(loom)))]
 pub mod daemon;
+#[cfg(all(feature = "reconcile", not(loom)))]
+pub mod reconciler;
 
 #[cfg(all(not(loom), feature = "async"))]
 pub use client::AsyncSubscriber;

@@ -281,7 +281,7 @@ fn check(path: &Path) -> anyhow::Result<Status> {
     Ok(Status::Success)
 }
 
-fn init_logs(format: LogFormat) {
+pub(crate) fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CAMUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;

@@ -13,6 +13,8 @@ pub mod devices;
 pub mod inspect;
 pub mod json;
 pub mod publish;
+#[cfg(feature = "reconcile")]
+pub mod reconcile;
 pub mod signal;
 pub mod stats;
 pub mod tail;
@@ -70,6 +72,10 @@ pub enum Command {
     #[cfg(feature = "daemon")]
     #[command(long_about = daemon::LONG_ABOUT)]
     Daemon(daemon::DaemonArgs),
+    /// The DaemonSet's sidecar: node labels from stream health, eviction of consumers of dead streams.
+    #[cfg(feature = "reconcile")]
+    #[command(long_about = reconcile::LONG_ABOUT)]
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// What a build without the `v4l2` feature says when asked for a camera.
@@ -119,6 +125,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Devices(args) => devices::run(args),
         #[cfg(feature = "daemon")]
         Command::Daemon(args) => daemon::run(args),
+        #[cfg(feature = "reconcile")]
+        Command::Reconcile(args) => reconcile::run(args),
     }
 }
 
