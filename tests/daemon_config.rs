@@ -62,14 +62,14 @@ fn a_broken_copy_names_file_line_column_and_field() {
 /// cluster runs is validated here, not first on a node.
 #[test]
 fn the_configmap_config_validates() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/configmap.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/base/configmap.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let cm: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     assert_eq!(cm["kind"].as_str(), Some("ConfigMap"));
     let config = cm["data"]["daemon.yaml"]
         .as_str()
         .expect("data.daemon.yaml");
-    let parsed = camux::daemon::config::parse(config, Path::new("k8s/configmap.yaml#daemon.yaml"))
+    let parsed = camux::daemon::config::parse(config, Path::new("k8s/base/configmap.yaml#daemon.yaml"))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed.log_format, LogFormat::Json);
     let kinds: Vec<&str> = parsed.streams.iter().map(|s| s.source_kind()).collect();
