@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every fuzz target and runs each for ${FUZZ_SECONDS:-30} seconds,
 # starting from the committed seeds (seeds/<target>/) plus whatever an earlier
-# run left in corpus/<target>/ (not committed). Fails on the first crash,
+# run left in corpus/<target>/ (not committed), after replaying every input
+# that once crashed it (regressions/<target>/, committed). Fails on the first crash,
 # leak, timeout or out-of-memory: the reproducer is in artifacts/<target>/.
 # CI calls this from .ci/run; cargo-fuzz runs on stable with RUSTC_BOOTSTRAP=1.
 set -euo pipefail
@@ -18,6 +19,7 @@ fi
 max_len() {
 	case "$1" in
 	read_image) echo 32768 ;;
+	daemon_config) echo 8192 ;;
 	header_roundtrip) echo 1024 ;;
 	*) echo 4096 ;;
 	esac
@@ -31,7 +33,10 @@ for t in $targets; do
 	mkdir -p "corpus/$t" "seeds/$t"
 	echo "==> fuzz $t for ${secs}s"
 	status=0
-	cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- \
+	# Inputs that once crashed a target are replayed first, every run.
+	regress=()
+	[ -d "regressions/$t" ] && regress=("regressions/$t")
+	cargo fuzz run "$t" "corpus/$t" "seeds/$t" "${regress[@]}" -- \
 		-max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 \
 		-rss_limit_mb=2048 -print_final_stats=1 >"logs/$t.log" 2>&1 || status=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "logs/$t.log" | tail -1)

@@ -28,8 +28,11 @@ mod sync;
 
 #[cfg(not(loom))]
 pub mod client;
-#[cfg(all(feature = "daemon", not(loom)))]
+#[cfg(all(feature = "config", not(loom)))]
 pub mod daemon;
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(all(feature = "reconcile", not(loom)))]
 pub mod reconciler;
 

@@ -69,8 +69,9 @@ fn the_configmap_config_validates() {
     let config = cm["data"]["daemon.yaml"]
         .as_str()
         .expect("data.daemon.yaml");
-    let parsed = camux::daemon::config::parse(config, Path::new("k8s/base/configmap.yaml#daemon.yaml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let parsed =
+        camux::daemon::config::parse(config, Path::new("k8s/base/configmap.yaml#daemon.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(parsed.log_format, LogFormat::Json);
     let kinds: Vec<&str> = parsed.streams.iter().map(|s| s.source_kind()).collect();
     assert_eq!(kinds, ["v4l2", "v4l2", "sensor"]);

@@ -1185,7 +1185,7 @@ fn from_serde(
         }
     }
     let inner = err.inner();
-    let location = inner.location().map(|l| (l.line(), l.column()));
+    let location = inner.location().map(|l| position(text, &l));
     let mut message = inner.to_string();
     if let Some((line, column)) = location {
         let suffix = format!(" at line {line} column {column}");
@@ -1207,7 +1207,7 @@ fn from_serde(
     // documents) is one whatever the config's types: the parser was only
     // somewhere under `path` when it met it.
     let yaml_error = serde_yaml_ng::from_str::<IgnoredAny>(text).err();
-    if yaml_error.is_some_and(|e| e.location().map(|l| (l.line(), l.column())) == location) {
+    if yaml_error.is_some_and(|e| e.location().map(|l| position(text, &l)) == location) {
         while path.last() == Some(&Seg::Unknown) {
             path.pop();
         }
@@ -1256,7 +1256,23 @@ fn locate(text: &str, path: &[Seg]) -> Option<(usize, usize)> {
     if !err.to_string().contains(FOUND) {
         return None;
     }
-    err.location().map(|l| (l.line(), l.column()))
+    err.location().map(|l| position(text, &l))
+}
+
+/// The line and column (from 1, the column in characters) of a location,
+/// worked out from its byte index: the line libyaml reports is one too
+/// many for some syntax errors (found by the `daemon_config` fuzz target:
+/// an error on line 24 reported on line 25, past that line's end), its
+/// byte index is right.
+fn position(text: &str, l: &serde_yaml_ng::Location) -> (usize, usize) {
+    let mut at = l.index().min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 struct Nav<'a>(&'a [Seg]);
@@ -2935,6 +2951,25 @@ streams:
         // As does the JSON form (for /status).
         let json = serde_json::to_string(&config).unwrap();
         assert_eq!(ok(&json), config, "{json}");
+    }
+
+    /// Found by the `daemon_config` fuzz target (fuzz/regressions/): for
+    /// this syntax error libyaml reports the line after the right one,
+    /// past that line's end; the location now comes from the byte index.
+    #[test]
+    fn a_syntax_error_after_a_quoted_scalar_is_located_on_its_own_line() {
+        // The fuzzer's input, kept as found: U+FFFD characters after a
+        // quoted scalar on line 24, column 28.
+        let found = include_bytes!(
+            "../../fuzz/regressions/daemon_config/crash-1cad7f554b76f41506885854f0fed8c1b5039f1a"
+        );
+        let text = String::from_utf8_lossy(found);
+        let raw = serde_yaml_ng::from_str::<IgnoredAny>(&text).unwrap_err();
+        let raw = raw.location().unwrap();
+        assert_eq!((raw.line(), raw.column()), (25, 28), "libyaml's own report (the quirk)");
+        let err = parse(&text, Path::new("d.yaml")).unwrap_err();
+        assert_eq!((err.line(), err.column()), (Some(24), Some(28)), "{err}");
+        crate::fuzzing::daemon_config(found);
     }
 
     #[test]

@@ -11,8 +11,15 @@
 //! - [`http`]: `/metrics` (Prometheus text format), `/healthz`, `/readyz`,
 //!   `/status` (JSON).
 
+//!
+//! With only the `config` feature, just [`config`] is built.
+
 pub mod config;
+#[cfg(feature = "daemon")]
 pub mod http;
+#[cfg(feature = "daemon")]
 pub mod metrics;
+#[cfg(feature = "daemon")]
 pub mod status;
+#[cfg(feature = "daemon")]
 pub mod supervisor;

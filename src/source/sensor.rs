@@ -1524,7 +1524,10 @@ mod tests {
         let stats = source.stats();
         assert_eq!(stats.bytes_read, input.len() as u64);
         assert!(stats.reads >= 3);
-        assert_eq!(stats.framer.truncated, u64::from(!input.len().is_multiple_of(7)));
+        assert_eq!(
+            stats.framer.truncated,
+            u64::from(!input.len().is_multiple_of(7))
+        );
         assert!(source.is_at_end());
         // The end is sticky.
         assert_eq!(source.next_record(&mut [0; 7]).unwrap(), None);
