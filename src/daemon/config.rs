@@ -2966,7 +2966,11 @@ streams:
         let text = String::from_utf8_lossy(found);
         let raw = serde_yaml_ng::from_str::<IgnoredAny>(&text).unwrap_err();
         let raw = raw.location().unwrap();
-        assert_eq!((raw.line(), raw.column()), (25, 28), "libyaml's own report (the quirk)");
+        assert_eq!(
+            (raw.line(), raw.column()),
+            (25, 28),
+            "libyaml's own report (the quirk)"
+        );
         let err = parse(&text, Path::new("d.yaml")).unwrap_err();
         assert_eq!((err.line(), err.column()), (Some(24), Some(28)), "{err}");
         crate::fuzzing::daemon_config(found);
