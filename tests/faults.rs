@@ -435,7 +435,7 @@ fn a_thousand_hostile_clients_leave_the_daemon_publishing_with_no_descriptor_lea
             }
             3 => {
                 let _ = send(fd.as_raw_fd(), &hello, MsgFlags::MSG_NOSIGNAL);
-                if rng.next() % 2 == 0 {
+                if rng.next().is_multiple_of(2) {
                     open.push(fd);
                 }
             }
@@ -446,7 +446,7 @@ fn a_thousand_hostile_clients_leave_the_daemon_publishing_with_no_descriptor_lea
             open.remove(0);
         }
         peak_open = peak_open.max(open.len());
-        if i % 50 == 0 {
+        if i.is_multiple_of(50) {
             peak_fds = peak_fds.max(fd_count(daemon.pid()));
             real.drain();
         }
