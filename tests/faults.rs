@@ -504,3 +504,145 @@ fn a_thousand_hostile_clients_leave_the_daemon_publishing_with_no_descriptor_lea
         during as f64 / recovered_s
     ));
 }
+
+/// What a fresh `camux tail` of 5 frames makes of the ring as it is now:
+/// (exit code, a short account). Never a signal.
+fn fresh_reader(d: &Dir, dir: &std::path::Path) -> (i32, String) {
+    let out = d
+        .camux([
+            "tail",
+            "--dir",
+            dir.to_str().unwrap(),
+            STREAM,
+            "--count",
+            "5",
+            "--verify",
+            "--json",
+            "--timeout-ms",
+            "3000",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run camux tail");
+    let code = out.status.code().unwrap_or_else(|| {
+        panic!(
+            "a fresh reader died of a signal: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let frames = stdout.lines().filter(|l| l.contains("\"seq\"")).count();
+    assert!(
+        !stdout.lines().any(|l| l.contains("\"event\":\"torn\"")),
+        "a torn frame: {stdout}"
+    );
+    let summary = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "summary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut how = format!("exit {code}, {frames} frames");
+    if let Some(s) = summary {
+        how += &format!(", stale reported {}", s["stale"]);
+    }
+    if let Some(last) = stderr.lines().last() {
+        how += &format!(", {last:?}");
+    }
+    (code, how)
+}
+
+/// The ring file chmodded, deleted and replaced under live readers: the
+/// live readers keep the file they mapped and go on (every frame
+/// verified), the producer goes on, nothing crashes; what a reader that
+/// starts afterwards meets is printed (docs/RELIABILITY.md records it).
+#[test]
+#[ignore = "fault-injection suite (minutes): cargo test --test faults -- --ignored"]
+fn ring_file_chmodded_deleted_or_replaced_under_live_readers() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = serial();
+    let wd = Watchdog::new("faults: ring file tampering", Duration::from_secs(120));
+    let d = Dir::new("faults-file");
+    let dir = d.path();
+    let mut p = Producer::start(
+        "producer",
+        &d,
+        dir,
+        STREAM,
+        &format!("{SMALL} --fps 200 --slots 8"),
+    );
+    let ring = p.ring();
+    let mut live = Reader::start("live", &d, dir, STREAM, "--verify");
+    live.pump_frames(10);
+    let mut seen = Vec::new();
+
+    wd.phase("chmod 000");
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o000)).unwrap();
+    live.pump_frames(20);
+    seen.push(("chmod 000", fresh_reader(&d, dir)));
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    wd.phase("replaced by a copy");
+    let copy = dir.join("copy.ring");
+    std::fs::copy(&ring, &copy).unwrap();
+    std::fs::rename(&copy, &ring).unwrap();
+    live.pump_frames(20);
+    seen.push(("replaced by a copy of itself", fresh_reader(&d, dir)));
+
+    wd.phase("deleted");
+    std::fs::remove_file(&ring).unwrap();
+    live.pump_frames(20);
+    seen.push(("deleted", fresh_reader(&d, dir)));
+
+    wd.phase("the producer restarts: a new file, the live reader follows");
+    assert!(p.proc.is_running(), "the producer died");
+    p.proc.kill();
+    p = Producer::start(
+        "producer#2",
+        &d,
+        dir,
+        STREAM,
+        &format!("{SMALL} --fps 200 --slots 8"),
+    );
+    seen.push(("after a producer restart", fresh_reader(&d, dir)));
+    let after_restart = live.proc.is_running();
+    // Nothing publishes into the deleted file any more: a frame now means
+    // the reader found the new one.
+    live.drain();
+    let frames_then = live.log.frames;
+    let followed = if after_restart {
+        let t = Instant::now();
+        let mut followed = false;
+        while t.elapsed() < Duration::from_secs(5) {
+            live.drain();
+            if live.log.frames > frames_then {
+                followed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        followed
+    } else {
+        false
+    };
+    let summary = live.stop();
+    live.assert_all_verified();
+    assert_eq!(summary["torn"], 0, "{summary}");
+    p.stop();
+    let (code, _) = &seen.last().unwrap().1;
+    assert_eq!(*code, 0, "a reader after the restart gets frames: {seen:?}");
+    note(format!(
+        "faults: ring file tampering under a live reader: it kept receiving, every frame verified \
+         ({} frames); fresh readers: {}; after the producer's restart the live reader {}",
+        u64_at(&summary, "frames"),
+        seen.iter()
+            .map(|(what, (_, how))| format!("{what}: {how}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+        if followed {
+            "followed it to the new file"
+        } else {
+            "did not follow within 5 s (it keeps the old, deleted file)"
+        }
+    ));
+}
