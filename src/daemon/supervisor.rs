@@ -333,7 +333,7 @@ fn supervise(
         cell.set_state(StreamState::Starting);
         let started = Instant::now();
         let outcome = match take_lock(&dir, &config.name, &cell, &stop, &phase) {
-            Ok(Some(lock)) => run_source(&config, &dir, lock, &cell, &stop),
+            Ok(Some(lock)) => run_contained(&config, &dir, lock, &cell, &stop),
             Ok(None) => Ok(Ended::Stopped),
             Err(e) => Err(e),
         };
@@ -620,6 +620,38 @@ fn describe(format: &StreamFormat) -> String {
         String::new()
     };
     format!("{} {}x{}{fps}", format.fourcc, format.width, format.height)
+}
+
+/// [`run_source`], with a panic in it contained to this stream: the
+/// unwinding drops the publisher (its ring is marked stopped, its lock
+/// released, so a standby daemon may take over) and the panic becomes a
+/// retryable `panic` error, retried with backoff like any failing source,
+/// while the other streams go on. (This is why the release profiles keep
+/// `panic = "unwind"`.)
+fn run_contained(
+    config: &StreamConfig,
+    dir: &Path,
+    lock: StreamLock,
+    cell: &StreamCell,
+    stop: &Stop,
+) -> Result<Ended, StreamError> {
+    contained(|| run_source(config, dir, lock, cell, stop))
+}
+
+/// Runs `f`, turning a panic into a retryable `panic` [`StreamError`].
+fn contained(f: impl FnOnce() -> Result<Ended, StreamError>) -> Result<Ended, StreamError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        Err(StreamError::new(
+            "panic",
+            format!("the stream's thread panicked (a camux bug, please report it): {what}"),
+            true,
+        ))
+    })
 }
 
 fn run_source(
@@ -963,5 +995,20 @@ mod v4l2 {
         flusher.flush(cell, &mut p, capture.stats().driver_drops, true);
         capture.stop(&mut p);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_stream_becomes_a_retryable_error() {
+        let err = contained(|| panic!("slot {} out of range", 7)).unwrap_err();
+        assert_eq!((err.kind, err.retryable), ("panic", true));
+        assert!(err.message.contains("slot 7 out of range"), "{}", err.message);
+        let err = contained(|| std::panic::panic_any(42u8)).unwrap_err();
+        assert!(err.message.contains("without a message"), "{}", err.message);
+        assert_eq!(contained(|| Ok(Ended::Stopped)), Ok(Ended::Stopped));
     }
 }
