@@ -26,7 +26,7 @@ fn run_vm() -> (Cases, String) {
     let camux = env!("CARGO_BIN_EXE_camux");
     let out = Command::new("bash")
         .arg(&runner)
-        .args(["-t", "400", "-m", "768", "-f"])
+        .args(["-t", "400", "-m", "1024", "-f"])
         .arg(format!("{camux}:/test/camux"))
         .arg(&guest)
         .output()
@@ -356,5 +356,85 @@ fn vivid_capture() {
     assert!(
         metrics.contains("camux_stream_up{stream=\"gone\"} 0"),
         "{metrics}"
+    );
+
+    // The daemon through an unplug and a replug (vivid's disconnect, then
+    // the module reloaded): the camera stream retries and publishes again
+    // in the same daemon process; the synthetic stream beside it never stops.
+    let what = |f: &str| text(file(&cases, "replug", f, &console));
+    let out = json_lines(file(&cases, "replug", "replug.out", &console));
+    assert!(
+        out.iter().any(|v| v["event"] == "started"),
+        "replug daemon: {}",
+        what("replug.err")
+    );
+    assert_eq!(
+        exit_of(&out),
+        Some(0),
+        "replug daemon exit: {}",
+        what("replug.err")
+    );
+    assert!(
+        what("ctl.replug").contains("\"ctl_exit\":0"),
+        "{}",
+        what("ctl.replug")
+    );
+    let waits = what("wait.log");
+    assert!(
+        waits.contains("\"reached\":\"retrying\"") && waits.contains("\"reached\":\"publishing\""),
+        "retrying, then publishing again: {waits}\nreplug: {}\ndaemon: {}",
+        what("replug.log"),
+        what("replug.err")
+    );
+    for tail in ["tail.before", "tail.after"] {
+        let frames = json_lines(file(&cases, "replug", tail, &console))
+            .into_iter()
+            .filter(|v| v.get("seq").is_some())
+            .count();
+        assert_eq!(frames, 10, "{tail}: {}", what(tail));
+    }
+    let status_of = |f: &str| {
+        json_lines(file(&cases, "replug", f, &console))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{f}: {}", what(f)))
+    };
+    let (before, after) = (status_of("status.before"), status_of("status.after"));
+    assert_eq!(
+        before["daemon"]["pid"], after["daemon"]["pid"],
+        "the same daemon process"
+    );
+    let stream = |s: &Value, n: &str| {
+        s["streams"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["name"] == n).cloned())
+            .unwrap_or_else(|| panic!("no {n} in {s}"))
+    };
+    let vcam = stream(&after, "vcam");
+    assert_eq!(vcam["state"], "publishing", "{vcam}");
+    assert!(vcam["restarts"].as_u64() >= Some(1), "{vcam}");
+    assert!(vcam["last_error"]["retryable"] == true, "{vcam}");
+    assert!(
+        vcam["published"].as_u64() > stream(&before, "vcam")["published"].as_u64(),
+        "{vcam}"
+    );
+    let (syn0, syn1) = (stream(&before, "syn"), stream(&after, "syn"));
+    assert_eq!(syn1["state"], "publishing", "{syn1}");
+    assert_eq!(
+        syn1["restarts"], 0,
+        "the synthetic stream never restarted: {syn1}"
+    );
+    assert!(
+        syn1["published"].as_u64() > syn0["published"].as_u64(),
+        "{syn0} -> {syn1}"
+    );
+    eprintln!(
+        "vivid replug: vcam restarts {}, last error {}, published {} -> {}; syn published {} -> {}; waits {waits}",
+        vcam["restarts"],
+        vcam["last_error"]["kind"],
+        stream(&before, "vcam")["published"],
+        vcam["published"],
+        syn0["published"],
+        syn1["published"]
     );
 }
