@@ -584,7 +584,11 @@ fn request(
 /// Receives one packet and any fds it carries; fds become `OwnedFd` at once
 /// so none can leak, whatever happens next.
 fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
-    let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+    // Room for as many fds as one message can carry (the kernel's
+    // SCM_MAX_FD), not only the 4 we accept: with less, the kernel installs
+    // what fits and flags MSG_CTRUNC, `cmsgs` then refuses to list them, and
+    // they would leak. The excess is refused below, once owned.
+    let mut cmsg = nix::cmsg_space!([RawFd; 253]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
         sock.as_raw_fd(),
@@ -603,8 +607,9 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize
             }
         }
     }
-    let truncated =
-        msg.flags.contains(MsgFlags::MSG_TRUNC) || msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC)
+        || msg.flags.contains(MsgFlags::MSG_CTRUNC)
+        || fds.len() > 4;
     let n = msg.bytes;
     if truncated {
         return Err(std::io::Error::new(
@@ -1003,7 +1008,10 @@ impl Server {
                 }
             },
         };
-        debug_assert_eq!(lease.reader_id(), id);
+        // (No read-back of the page's reader id here: the reader may
+        // rewrite its page at any moment, so nothing the producer decides
+        // rests on a page word it wrote, FORMAT.md 8.3; an assertion on it
+        // let a hostile reader panic this thread in debug builds.)
         let welcome = Reply::Welcome(Welcome {
             reader_id: id,
             hold_limit: self.cfg.hold_limit,
