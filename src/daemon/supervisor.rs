@@ -1006,7 +1006,11 @@ mod tests {
     fn a_panic_in_a_stream_becomes_a_retryable_error() {
         let err = contained(|| panic!("slot {} out of range", 7)).unwrap_err();
         assert_eq!((err.kind, err.retryable), ("panic", true));
-        assert!(err.message.contains("slot 7 out of range"), "{}", err.message);
+        assert!(
+            err.message.contains("slot 7 out of range"),
+            "{}",
+            err.message
+        );
         let err = contained(|| std::panic::panic_any(42u8)).unwrap_err();
         assert!(err.message.contains("without a message"), "{}", err.message);
         assert_eq!(contained(|| Ok(Ended::Stopped)), Ok(Ended::Stopped));
