@@ -15,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-cargo build --release --quiet --bin camux
+# CAMUX_FEATURES (e.g. v4l2, as .ci/run sets it) lets CI reuse its one release build.
+cargo build --release --quiet --features "${CAMUX_FEATURES:-}" --bin camux
 bin=target/release/camux
 work=$(mktemp -d /dev/shm/camux-daemon-cpu.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
