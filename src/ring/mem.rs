@@ -466,11 +466,6 @@ impl LeaseMap {
         self.fd.as_fd()
     }
 
-    /// The reader id the producer wrote.
-    pub(crate) fn reader_id(&self) -> u32 {
-        self.page().reader_id.load(Ordering::Relaxed)
-    }
-
     /// Overwrites the reader id (a new producer adopting the page).
     pub(crate) fn set_reader_id(&self, id: u32, hold_limit: u32) {
         self.page().reader_id.store(id, Ordering::Relaxed);
