@@ -10,7 +10,8 @@
 # (see tests/vivid/run-in-vivid-vm.sh). Usage: benches/v4l2_vivid.sh [--json]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --features v4l2 --bin camux
+# CAMUX_FEATURES (.ci/run sets it) lets CI reuse its one release build.
+cargo build --release --quiet --features "${CAMUX_FEATURES:-v4l2}" --bin camux
 out=$(bash tests/vivid/run-in-vivid-vm.sh -t 600 -m 1024 -c "${VIVID_CPUS:-1}" \
 	-f target/release/camux:/test/camux benches/v4l2_vivid_guest.sh \
 	1280x720@12.5:100 1920x1080@5:60)

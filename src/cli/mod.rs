@@ -5,6 +5,8 @@
 //! returns the [`Status`] the process exits with. Errors go back to
 //! `main`, which prints them with their causes (`{:#}`).
 
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod common;
 #[cfg(feature = "daemon")]
 pub mod daemon;
@@ -72,6 +74,10 @@ pub enum Command {
     #[cfg(feature = "daemon")]
     #[command(long_about = daemon::LONG_ABOUT)]
     Daemon(daemon::DaemonArgs),
+    /// Measure camux against the physical limits and its peers, on this machine.
+    #[cfg(feature = "bench")]
+    #[command(long_about = bench::LONG_ABOUT)]
+    Bench(bench::BenchArgs),
     /// The DaemonSet's sidecar: node labels from stream health, eviction of consumers of dead streams.
     #[cfg(feature = "reconcile")]
     #[command(long_about = reconcile::LONG_ABOUT)]
@@ -127,6 +133,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Daemon(args) => daemon::run(args),
         #[cfg(feature = "reconcile")]
         Command::Reconcile(args) => reconcile::run(args),
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,779 @@
+//! Result rows (what `--json` prints), the issue's targets judged from
+//! them, and the `--report` directory: a markdown file with the machine,
+//! the tables and PNG plots (plotters, bitmap backend, with an embedded
+//! DejaVu Sans font so that no system font library is needed).
+
+use super::hist::{cpu_ms_per_frame, mean, LatHist};
+use super::measure::Machine;
+use super::spec::{Mode, ProducerReport, ReaderReport, Scenario, Touch, Wait};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// 99.9th percentile.
+    pub p999: Option<f64>,
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+}
+
+impl Latency {
+    fn of(h: &LatHist) -> Latency {
+        let us = |v: Option<u64>| v.map(|ns| ns as f64 / 1e3);
+        Latency {
+            p50: us(h.quantile(0.50)),
+            p99: us(h.quantile(0.99)),
+            p999: us(h.quantile(0.999)),
+            mean: h.mean().map(|ns| ns / 1e3),
+            max: (h.count > 0).then(|| h.max_ns as f64 / 1e3),
+        }
+    }
+}
+
+/// One result: a scenario of one system.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `camux`, `limit-futex`, ...
+    pub system: &'static str,
+    /// The scenario's name (group/shape/mode/wait/touch/N).
+    pub scenario: String,
+    /// The scenario's group.
+    pub group: String,
+    /// Frame format and size (`1920x1080 YUYV`, `64 B`).
+    pub format: String,
+    /// Bytes per frame.
+    pub frame_bytes: usize,
+    /// Reader processes.
+    pub readers: u32,
+    /// `paced` or `flat`.
+    pub mode: Mode,
+    /// The paced rate (frames/s); `null` when flat.
+    pub fps: Option<f64>,
+    /// `block` or `spin`.
+    pub wait: Wait,
+    /// `meta` (metadata only) or `all` (every cache line).
+    pub touch: Touch,
+    /// Measured window (s).
+    pub seconds: Option<f64>,
+    /// Frames published in the window.
+    pub published: Option<u64>,
+    /// Frames per second delivered to each reader, mean over readers (for
+    /// limit-memcpy, which has none: copies per second).
+    pub delivered_fps: Option<f64>,
+    /// The slowest reader's.
+    pub delivered_fps_min: Option<f64>,
+    /// Every reader's.
+    pub delivered_fps_per_reader: Vec<f64>,
+    /// Producer CPU per published frame (ms), getrusage of its process.
+    pub producer_cpu_ms_per_frame: Option<f64>,
+    /// Reader CPU per received frame (ms), mean over readers, getrusage.
+    pub reader_cpu_ms_per_frame: Option<f64>,
+    /// Every reader's.
+    pub reader_cpu_ms_per_frame_per_reader: Vec<f64>,
+    /// Publish-to-wake-up latency over every reader's frames (µs).
+    pub latency_us: Latency,
+    /// Frames published in the window that readers did not get, summed
+    /// over readers.
+    pub lost: Option<u64>,
+    /// Every reader's.
+    pub lost_per_reader: Vec<u64>,
+    /// Frames the producer side dropped.
+    pub producer_dropped: Option<u64>,
+    /// Private memory per reader (KiB), mean: resident pages not shared
+    /// with other processes.
+    pub reader_private_kib: Option<f64>,
+    /// The producer process's private memory (KiB).
+    pub producer_private_kib: Option<u64>,
+    /// Why the system did not run (not installed, not built).
+    pub skipped: Option<String>,
+    /// Why the scenario failed.
+    pub error: Option<String>,
+    /// What to know about the figures.
+    pub note: Option<String>,
+    /// (µs, fraction at or below) of the latency distribution, for plots.
+    pub latency_cdf: Vec<(f64, f64)>,
+}
+
+impl Row {
+    fn empty(sc: &Scenario) -> Row {
+        Row {
+            system: sc.system.name(),
+            scenario: sc.name(),
+            group: sc.group.clone(),
+            format: sc.shape.label(),
+            frame_bytes: sc.shape.bytes(),
+            readers: sc.readers,
+            mode: sc.mode,
+            fps: (sc.mode == Mode::Paced).then_some(sc.fps),
+            wait: sc.wait,
+            touch: sc.touch,
+            seconds: None,
+            published: None,
+            delivered_fps: None,
+            delivered_fps_min: None,
+            delivered_fps_per_reader: Vec::new(),
+            producer_cpu_ms_per_frame: None,
+            reader_cpu_ms_per_frame: None,
+            reader_cpu_ms_per_frame_per_reader: Vec::new(),
+            latency_us: Latency::default(),
+            lost: None,
+            lost_per_reader: Vec::new(),
+            producer_dropped: None,
+            reader_private_kib: None,
+            producer_private_kib: None,
+            skipped: None,
+            error: None,
+            note: None,
+            latency_cdf: Vec::new(),
+        }
+    }
+
+    /// A system that cannot run here.
+    pub fn skipped(sc: &Scenario, why: &str) -> Row {
+        Row {
+            skipped: Some(why.to_string()),
+            ..Row::empty(sc)
+        }
+    }
+
+    /// A scenario that failed.
+    pub fn failed(sc: &Scenario, why: &str) -> Row {
+        Row {
+            error: Some(why.to_string()),
+            ..Row::empty(sc)
+        }
+    }
+
+    /// The row of a finished scenario.
+    pub fn from_reports(sc: &Scenario, p: &ProducerReport, readers: &[ReaderReport]) -> Row {
+        let secs = p.window_ns as f64 / 1e9;
+        let per_sec = |n: u64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        let fps: Vec<f64> = readers.iter().map(|r| per_sec(r.frames)).collect();
+        let cpu: Vec<f64> = readers
+            .iter()
+            .filter_map(|r| cpu_ms_per_frame(r.cpu_ns, r.frames))
+            .collect();
+        let lost: Vec<u64> = readers
+            .iter()
+            .map(|r| p.frames.saturating_sub(r.frames))
+            .collect();
+        let mut hist = LatHist::new();
+        for r in readers {
+            hist.merge(&r.latency);
+        }
+        let kib: Vec<f64> = readers
+            .iter()
+            .filter_map(|r| r.private_kib.map(|k| k as f64))
+            .collect();
+        let cdf = hist.cdf();
+        let step = (cdf.len() / 200).max(1);
+        let latency_cdf = cdf
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % step == 0 || *i + 1 == cdf.len())
+            .map(|(_, &(ns, q))| (ns as f64 / 1e3, q))
+            .collect();
+        Row {
+            seconds: Some(secs),
+            published: Some(p.frames),
+            delivered_fps: if readers.is_empty() {
+                Some(per_sec(p.frames))
+            } else {
+                mean(&fps)
+            },
+            delivered_fps_min: fps.iter().copied().reduce(f64::min),
+            delivered_fps_per_reader: fps,
+            producer_cpu_ms_per_frame: cpu_ms_per_frame(p.cpu_ns, p.frames),
+            reader_cpu_ms_per_frame: mean(&cpu),
+            reader_cpu_ms_per_frame_per_reader: cpu,
+            latency_us: Latency::of(&hist),
+            lost: (!readers.is_empty()).then(|| lost.iter().sum()),
+            lost_per_reader: lost,
+            producer_dropped: Some(p.dropped),
+            reader_private_kib: mean(&kib),
+            producer_private_kib: p.private_kib,
+            note: p.note.clone(),
+            latency_cdf,
+            ..Row::empty(sc)
+        }
+    }
+
+    /// One line for the progress output.
+    pub fn summary(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("FAILED: {e}");
+        }
+        let f = |v: Option<f64>, unit: &str, prec: usize| {
+            v.map_or("-".into(), |v| format!("{v:.prec$}{unit}"))
+        };
+        format!(
+            "fps {} p50 {} p99 {} p99.9 {} cpu prod {} read {} lost {}",
+            f(self.delivered_fps, "", 0),
+            f(self.latency_us.p50, "us", 1),
+            f(self.latency_us.p99, "us", 1),
+            f(self.latency_us.p999, "us", 1),
+            f(self.producer_cpu_ms_per_frame.map(|m| m * 1e3), "us", 2),
+            f(self.reader_cpu_ms_per_frame.map(|m| m * 1e3), "us", 2),
+            self.lost.map_or("-".into(), |l| l.to_string()),
+        )
+    }
+}
+
+/// One of the issue's targets, judged from a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    /// What is asked.
+    pub target: String,
+    /// What was measured (a ratio or a rate).
+    pub value: Option<f64>,
+    /// The bound.
+    pub bound: f64,
+    /// `true` met, `false` missed, `null` not measured in this run.
+    pub met: Option<bool>,
+    /// The figures behind it.
+    pub detail: String,
+}
+
+impl Target {
+    /// `met: ... (value)`, for the progress output.
+    pub fn line(&self) -> String {
+        let verdict = match self.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        let v = self.value.map_or("-".into(), |v| format!("{v:.3}"));
+        format!(
+            "{verdict:>12}: {} = {v} (bound {}) {}",
+            self.target, self.bound, self.detail
+        )
+    }
+}
+
+/// Everything a run prints with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunJson {
+    /// The machine.
+    pub machine: Machine,
+    /// The command line that made it.
+    pub command: String,
+    /// Every scenario of every system.
+    pub results: Vec<Row>,
+    /// The issue's targets, judged.
+    pub targets: Vec<Target>,
+}
+
+fn find<'a>(
+    rows: &'a [Row],
+    group: &str,
+    system: &str,
+    readers: u32,
+    pred: impl Fn(&Row) -> bool,
+) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.group == group
+            && r.system == system
+            && r.readers == readers
+            && r.error.is_none()
+            && r.skipped.is_none()
+            && pred(r)
+    })
+}
+
+fn any(_: &Row) -> bool {
+    true
+}
+
+/// `value <= bound` (or `>=` with `at_least`), when measured.
+fn judge(target: String, value: Option<f64>, bound: f64, at_least: bool, detail: String) -> Target {
+    Target {
+        target,
+        value,
+        bound,
+        met: value.map(|v| if at_least { v >= bound } else { v <= bound }),
+        detail,
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+/// The issue's targets (1920x1080 YUYV unless said), judged from `rows`.
+pub fn targets(rows: &[Row]) -> Vec<Target> {
+    let mut out = Vec::new();
+    let lat = |sys: &str, n: u32| find(rows, "latency", sys, n, any);
+    let floor1 = lat("limit-futex", 1).and_then(|r| r.latency_us.p50);
+    for n in [1u32, 8] {
+        let camux = lat("camux", n).and_then(|r| r.latency_us.p50);
+        let floor = lat("limit-futex", n).and_then(|r| r.latency_us.p50);
+        let bound = if n == 1 { 1.5 } else { 3.0 };
+        out.push(judge(
+            format!("latency p50 camux / futex floor, N={n}"),
+            ratio(camux, floor),
+            bound,
+            false,
+            format!(
+                "camux {} us, floor {} us (floor at N=1: {} us, ratio to it {})",
+                fmt(camux),
+                fmt(floor),
+                fmt(floor1),
+                fmt(ratio(camux, floor1))
+            ),
+        ));
+    }
+    let ns: Vec<u32> = {
+        let mut v: Vec<u32> = rows
+            .iter()
+            .filter(|r| r.group == "latency" && r.system == "camux")
+            .map(|r| r.readers)
+            .collect();
+        v.dedup();
+        v
+    };
+    for peer in ["iceoryx2", "gstreamer"] {
+        for &n in &ns {
+            let c = lat("camux", n);
+            let p = lat(peer, n);
+            let (c50, p50) = (
+                c.and_then(|r| r.latency_us.p50),
+                p.and_then(|r| r.latency_us.p50),
+            );
+            let (c99, p99) = (
+                c.and_then(|r| r.latency_us.p99),
+                p.and_then(|r| r.latency_us.p99),
+            );
+            out.push(judge(
+                format!("latency p50 {peer} / camux, N={n}"),
+                ratio(p50, c50),
+                3.0,
+                true,
+                format!("camux {} us, {peer} {} us", fmt(c50), fmt(p50)),
+            ));
+            out.push(judge(
+                format!("latency p99 {peer} / camux, N={n}"),
+                ratio(p99, c99),
+                1.0,
+                true,
+                format!(
+                    "camux {} us, {peer} {} us (above 1: camux lower)",
+                    fmt(c99),
+                    fmt(p99)
+                ),
+            ));
+        }
+    }
+    let cpu = |sys: &str, n: u32| lat(sys, n).and_then(|r| r.producer_cpu_ms_per_frame);
+    out.push(judge(
+        "producer CPU per frame camux N=8 / N=1".into(),
+        ratio(cpu("camux", 8), cpu("camux", 1)),
+        1.1,
+        false,
+        format!(
+            "camux {} / {} us; socket broker {} / {} us (ratio {})",
+            fmt(cpu("camux", 8).map(|v| v * 1e3)),
+            fmt(cpu("camux", 1).map(|v| v * 1e3)),
+            fmt(cpu("socket-broker", 8).map(|v| v * 1e3)),
+            fmt(cpu("socket-broker", 1).map(|v| v * 1e3)),
+            fmt(ratio(cpu("socket-broker", 8), cpu("socket-broker", 1)))
+        ),
+    ));
+    let thr = |sys: &str| find(rows, "throughput", sys, 4, any).and_then(|r| r.delivered_fps);
+    out.push(judge(
+        "flat-out delivered fps camux / iceoryx2, N=4".into(),
+        ratio(thr("camux"), thr("iceoryx2")),
+        1.0,
+        true,
+        format!(
+            "camux {} fps, iceoryx2 {} fps",
+            fmt(thr("camux")),
+            fmt(thr("iceoryx2"))
+        ),
+    ));
+    out.push(judge(
+        "flat-out delivered fps camux / gstreamer, N=4".into(),
+        ratio(thr("camux"), thr("gstreamer")),
+        1.8,
+        true,
+        format!(
+            "camux {} fps, gstreamer {} fps",
+            fmt(thr("camux")),
+            fmt(thr("gstreamer"))
+        ),
+    ));
+    let rec = |sys: &str| {
+        find(rows, "records", sys, 2, |r| r.wait == Wait::Block).and_then(|r| r.delivered_fps_min)
+    };
+    out.push(judge(
+        "64 B records flat out, blocking readers: records/s to each of 2 readers".into(),
+        rec("camux"),
+        1_000_000.0,
+        true,
+        format!("slowest reader {} records/s", fmt(rec("camux"))),
+    ));
+    out.push(judge(
+        "64 B records flat out: camux / iceoryx2 (slowest reader)".into(),
+        ratio(rec("camux"), rec("iceoryx2")),
+        2.0,
+        true,
+        format!(
+            "camux {} /s, iceoryx2 {} /s",
+            fmt(rec("camux")),
+            fmt(rec("iceoryx2"))
+        ),
+    ));
+    let rd = |bytes: usize| {
+        find(rows, "size", "camux", 1, |r| {
+            r.touch == Touch::Meta && r.frame_bytes == bytes
+        })
+        .and_then(|r| r.reader_cpu_ms_per_frame)
+    };
+    let (small, big) = (rd(64), rd(3840 * 2160 * 3 / 2));
+    out.push(judge(
+        "metadata-only reader CPU per frame camux 3840x2160 NV12 / 64 B".into(),
+        ratio(big, small),
+        1.2,
+        false,
+        format!(
+            "{} us vs {} us",
+            fmt(big.map(|v| v * 1e3)),
+            fmt(small.map(|v| v * 1e3))
+        ),
+    ));
+    let fan =
+        |n: u32| find(rows, "fanout", "camux", n, any).and_then(|r| r.producer_cpu_ms_per_frame);
+    out.push(judge(
+        "(issue 2, cross-process) producer CPU per 64 B frame, 16 / 1 readers".into(),
+        ratio(fan(16), fan(1)),
+        1.1,
+        false,
+        format!(
+            "{} vs {} us per frame (paced 60 fps: includes the frame clock's wake-up and a FUTEX_WAKE)",
+            fmt(fan(16).map(|v| v * 1e3)),
+            fmt(fan(1).map(|v| v * 1e3))
+        ),
+    ));
+    out
+}
+
+// ------------------------------------------------------------ the report
+
+const W: u32 = 960;
+const H: u32 = 600;
+
+fn colour(system: &str) -> plotters::style::RGBColor {
+    use plotters::style::RGBColor;
+    match system {
+        "camux" => RGBColor(0xd6, 0x27, 0x28),
+        "limit-futex" => RGBColor(0x40, 0x40, 0x40),
+        "limit-memcpy" => RGBColor(0x80, 0x80, 0x80),
+        "iceoryx2" => RGBColor(0x1f, 0x77, 0xb4),
+        "gstreamer" => RGBColor(0x2c, 0xa0, 0x2c),
+        _ => RGBColor(0xff, 0x7f, 0x0e),
+    }
+}
+
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            plotters::style::FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+}
+
+type PlotResult = Result<(), Box<dyn std::error::Error>>;
+
+/// The latency distribution (CDF, log x) of every system, one group/N.
+fn plot_latency(path: &Path, title: &str, rows: &[&Row]) -> PlotResult {
+    use plotters::prelude::*;
+    register_font();
+    let xs: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.latency_cdf.iter().map(|p| p.0))
+        .collect();
+    let lo = xs.iter().copied().fold(f64::MAX, f64::min).max(0.1);
+    let hi = xs.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
+    let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo * 0.8..hi * 1.2).log_scale(), 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc("publish to wake-up (µs, log scale)")
+        .y_desc("fraction of frames at or below")
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    for r in rows {
+        let c = colour(r.system);
+        chart
+            .draw_series(LineSeries::new(
+                r.latency_cdf.iter().copied(),
+                c.stroke_width(2),
+            ))?
+            .label(format!(
+                "{} (p50 {:.1} µs, p99 {:.1} µs)",
+                r.system,
+                r.latency_us.p50.unwrap_or(0.0),
+                r.latency_us.p99.unwrap_or(0.0)
+            ))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// A per-frame figure against reader count, one line per system.
+fn plot_vs_readers(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    series: &[(&str, Vec<(u32, f64)>)],
+) -> PlotResult {
+    use plotters::prelude::*;
+    register_font();
+    let max_n = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let max_y = series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0u32..max_n + 1, 0.0..max_y * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_desc("reader processes")
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 15))
+        .draw()?;
+    for (name, pts) in series {
+        let c = colour(name);
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+            .label(name.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+fn cell(v: Option<f64>, scale: f64, prec: usize) -> String {
+    v.map_or("-".into(), |v| format!("{:.prec$}", v * scale))
+}
+
+/// The markdown table of `rows`.
+pub fn table(rows: &[&Row]) -> String {
+    let mut s = String::from(
+        "| system | scenario | fps/reader | p50 µs | p99 µs | p99.9 µs | producer µs CPU/frame | reader µs CPU/frame | lost | reader private KiB |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for r in rows {
+        if let Some(why) = r.skipped.as_ref().or(r.error.as_ref()) {
+            let what = if r.skipped.is_some() {
+                "skipped"
+            } else {
+                "failed"
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {what}: {} | | | | | | | |",
+                r.system,
+                r.scenario,
+                why.replace('|', "/")
+            );
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.system,
+            r.scenario,
+            cell(r.delivered_fps, 1.0, 0),
+            cell(r.latency_us.p50, 1.0, 1),
+            cell(r.latency_us.p99, 1.0, 1),
+            cell(r.latency_us.p999, 1.0, 1),
+            cell(r.producer_cpu_ms_per_frame, 1e3, 2),
+            cell(r.reader_cpu_ms_per_frame, 1e3, 2),
+            r.lost.map_or("-".into(), |l| l.to_string()),
+            cell(r.reader_private_kib, 1.0, 0),
+        );
+    }
+    s
+}
+
+/// Writes `dir/README.md` and its plots.
+pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let m = &run.machine;
+    let mut md = String::new();
+    let _ = writeln!(md, "# camux bench report\n");
+    let _ = writeln!(md, "Command: `{}`\n", run.command);
+    let _ = writeln!(
+        md,
+        "Machine: {}, {} cores{}, kernel {}, {} MiB memory; rings in {}; camux {}; {}; iceoryx2 {}. Started {} (load average {}).\n",
+        m.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        m.cores,
+        if m.hypervisor { " (virtual machine)" } else { "" },
+        m.kernel.as_deref().unwrap_or("?"),
+        m.memory_mib.map_or("?".into(), |v| v.to_string()),
+        m.shm_dir,
+        m.camux_version,
+        m.gstreamer.as_deref().unwrap_or("GStreamer not installed"),
+        m.iceoryx2.unwrap_or("not built in"),
+        m.started_utc,
+        m.loadavg_at_start.map_or("?".into(), |v| format!("{v:.2}")),
+    );
+    let _ = writeln!(md, "## Targets\n");
+    for t in &run.targets {
+        let _ = writeln!(md, "- {}", t.line().trim_start());
+    }
+    // Plots: latency distribution per group/shape/N; CPU against N.
+    let mut plots = Vec::new();
+    let mut keys: Vec<(String, String, u32, Wait)> = run
+        .results
+        .iter()
+        .filter(|r| !r.latency_cdf.is_empty() && r.mode == Mode::Paced && r.touch == Touch::Meta)
+        .map(|r| (r.group.clone(), r.format.clone(), r.readers, r.wait))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    for (group, format, n, wait) in keys {
+        let rows: Vec<&Row> = run
+            .results
+            .iter()
+            .filter(|r| {
+                r.group == group
+                    && r.format == format
+                    && r.readers == n
+                    && r.wait == wait
+                    && r.touch == Touch::Meta
+                    && !r.latency_cdf.is_empty()
+            })
+            .collect();
+        let file = format!(
+            "latency-{group}-{}-n{n}-{wait:?}.png",
+            format.replace([' ', 'x'], "_")
+        )
+        .to_lowercase();
+        let title =
+            format!("{group}: {format}, paced, {n} reader(s), {wait:?}: latency distribution");
+        plot_latency(&dir.join(&file), &title, &rows).map_err(|e| anyhow::anyhow!("{e}"))?;
+        plots.push((title, file));
+    }
+    let systems = [
+        "camux",
+        "limit-futex",
+        "iceoryx2",
+        "gstreamer",
+        "socket-broker",
+    ];
+    for (what, y, f) in [
+        (
+            "producer",
+            "producer CPU per frame (µs)",
+            (|r: &Row| r.producer_cpu_ms_per_frame) as fn(&Row) -> Option<f64>,
+        ),
+        ("reader", "reader CPU per frame (µs, mean)", |r: &Row| {
+            r.reader_cpu_ms_per_frame
+        }),
+    ] {
+        let series: Vec<(&str, Vec<(u32, f64)>)> = systems
+            .iter()
+            .map(|&s| {
+                let mut pts: Vec<(u32, f64)> = run
+                    .results
+                    .iter()
+                    .filter(|r| r.group == "latency" && r.system == s)
+                    .filter_map(|r| f(r).map(|v| (r.readers, v * 1e3)))
+                    .collect();
+                pts.sort_by_key(|p| p.0);
+                (s, pts)
+            })
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let file = format!("cpu-{what}-vs-readers.png");
+        let title = format!("{what} CPU per frame against readers (1920x1080 YUYV, 60 fps)");
+        plot_vs_readers(&dir.join(&file), &title, y, &series)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        plots.push((title, file));
+    }
+    let _ = writeln!(md, "\n## Plots\n");
+    for (title, file) in &plots {
+        let _ = writeln!(md, "![{title}]({file})\n");
+    }
+    let mut groups: Vec<&str> = run.results.iter().map(|r| r.group.as_str()).collect();
+    groups.dedup();
+    for g in groups {
+        let rows: Vec<&Row> = run.results.iter().filter(|r| r.group == g).collect();
+        let _ = writeln!(md, "## {g}\n\n{}", table(&rows));
+    }
+    let notes: Vec<String> = {
+        let mut v: Vec<String> = run
+            .results
+            .iter()
+            .filter_map(|r| r.note.as_ref().map(|n| format!("- {}: {n}", r.system)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if !notes.is_empty() {
+        let _ = writeln!(md, "## Notes\n\n{}\n", notes.join("\n"));
+    }
+    let _ = writeln!(
+        md,
+        "How each figure is taken: docs/BENCHMARKS.md, section \"camux bench\"."
+    );
+    std::fs::write(dir.join("README.md"), md)?;
+    Ok(())
+}
