@@ -17,6 +17,7 @@ pub mod json;
 pub mod publish;
 #[cfg(feature = "reconcile")]
 pub mod reconcile;
+pub mod record;
 pub mod signal;
 pub mod stats;
 pub mod tail;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Read a stream and print one line per frame.
     #[command(long_about = tail::LONG_ABOUT)]
     Tail(tail::TailArgs),
+    /// Record a stream into Y4M, MJPEG or raw files with a JSON sidecar of every frame.
+    #[command(long_about = record::LONG_ABOUT)]
+    Record(record::RecordArgs),
     /// Show a ring file's header, slots, counters and readers.
     #[command(long_about = inspect::LONG_ABOUT)]
     Inspect(inspect::InspectArgs),
@@ -126,6 +130,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Status> {
     match cli.command {
         Command::Publish(args) => publish::run(args),
         Command::Tail(args) => tail::run(args),
+        Command::Record(args) => record::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Devices(args) => devices::run(args),

@@ -94,6 +94,7 @@ Examples:
   camux publish --dir /tmp/camux --stream cam0 &
   camux publish --dir /tmp/camux --stream imu --format RAW --width 48 --height 1 --fps 200
   camux publish --dir /tmp/camux --stream cam0 --frames 300 --flat
+  camux publish --dir /tmp/camux --stream cam0 --format GREY --width 640 --height 480 --qr hello
   camux publish --dir /tmp/camux --stream cam0 --wait-lock   # standby for a rolling update
   camux publish --stream cam0 --v4l2 /dev/video0 --format YUYV --width 640 --height 480 --fps 25
   camux publish --stream cam0 --v4l2 /dev/v4l/by-id/usb-Logitech-video-index0 --io mmap
@@ -309,6 +310,10 @@ pub struct PublishArgs {
     /// (standby for a rolling update) instead of failing.
     #[arg(long)]
     pub wait_lock: bool,
+    /// Test pattern: draw a QR code carrying TEXT in the bottom-right corner
+    /// of every frame (examples/qr.rs decodes it); the stamp still verifies.
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["v4l2", "file", "sensor"])]
+    pub qr: Option<String>,
 }
 
 impl PublishArgs {
@@ -321,6 +326,12 @@ impl PublishArgs {
             format: self.format.unwrap_or(FourCc::YUYV),
         }
         .synthetic()
+        .and_then(|source| match &self.qr {
+            Some(text) => source
+                .with_qr(text)
+                .with_context(|| format!("--qr {text:?}")),
+            None => Ok(source),
+        })
     }
 
     /// Sets the ring options these arguments control on `opts`.
@@ -623,7 +634,10 @@ fn run_synthetic(args: &PublishArgs) -> anyhow::Result<Status> {
     opts.slots = args.slots;
     args.apply(&mut opts);
     let mut out = std::io::stdout().lock();
-    let extra = serde_json::json!({ "source": "synthetic" });
+    let extra = match source.qr_text() {
+        Some(text) => serde_json::json!({ "source": "synthetic", "qr": text }),
+        None => serde_json::json!({ "source": "synthetic" }),
+    };
     let Some(mut publisher) = open_publisher(args, &opts, &mut out, extra)? else {
         return Ok(Status::Success);
     };

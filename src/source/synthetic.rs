@@ -17,6 +17,16 @@
 //! Rendering is a row copy per row: every plane's pattern row is built
 //! once, twice over, and each output row is a window of it.
 //!
+//! With the `qr` feature, [`Synthetic::with_qr`] also draws a QR code
+//! carrying a text in the bottom-right corner of every frame, so a consumer
+//! can recognise something real (`examples/qr.rs`). The code is drawn after
+//! the pattern and the sequence marks and before the stamp, never over the
+//! stamp (the first [`STAMP_BYTES`] bytes, at the top left): the checksum
+//! covers it like any other pixel and [`stamp::verify`] checks every frame
+//! as before. Inside the code's square the marks are painted over, so
+//! consecutive frames are equal there; a tear that lies wholly inside it
+//! mixes equal bytes and delivers exactly the frame published.
+//!
 //! ```
 //! use camux::format::FourCc;
 //! use camux::source::{stamp, Synthetic, SyntheticConfig};
@@ -100,6 +110,17 @@ pub struct Synthetic {
     planes: Vec<PlanePattern>,
     /// Width and height of the bouncing box, in pixels (even; 0 for none).
     box_size: (usize, usize),
+    /// The QR code drawn over every frame, if any.
+    qr: Option<QrOverlay>,
+}
+
+/// A QR code drawn over every frame: the bytes it covers, precomputed.
+#[derive(Debug, Clone)]
+struct QrOverlay {
+    /// The text it carries.
+    text: String,
+    /// Every covered run of bytes: (offset in the frame, the bytes).
+    runs: Vec<(usize, Vec<u8>)>,
 }
 
 /// One plane's precomputed rows.
@@ -208,7 +229,114 @@ impl Synthetic {
             pacer,
             planes,
             box_size: ((w / 6) & !1, (h / 6) & !1),
+            qr: None,
         })
+    }
+
+    /// This source with a QR code carrying `text` drawn in the bottom-right
+    /// corner of every frame (black modules on white, a four-module quiet
+    /// zone, error correction level M), at the largest whole number of
+    /// pixels per module that keeps the code within half the frame's
+    /// smaller side. The stamp still verifies every frame (see the module
+    /// docs). Needs the `qr` feature.
+    ///
+    /// # Errors
+    /// [`QrError`] if the format is not a picture (RAW), the
+    /// text does not fit in a QR code, or the frame is too small for the
+    /// code at two pixels per module.
+    ///
+    /// ```
+    /// use camux::format::FourCc;
+    /// use camux::source::{stamp, Synthetic, SyntheticConfig};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = SyntheticConfig { width: 320, height: 240, fourcc: FourCc::NV12, fps: 10.0 };
+    /// let source = Synthetic::new(config)?.with_qr("camux:cam0")?;
+    /// assert_eq!(source.qr_text(), Some("camux:cam0"));
+    /// let mut frame = vec![0; source.frame_bytes()];
+    /// source.render(3, &mut frame)?;
+    /// assert_eq!(stamp::verify(&frame)?.seq, 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "qr")]
+    pub fn with_qr(mut self, text: &str) -> Result<Synthetic, QrError> {
+        use qrcode::{Color, EcLevel, QrCode};
+        const QUIET: usize = 4;
+        let fourcc = self.config.fourcc;
+        if fourcc == FourCc::RAW {
+            return Err(QrError {
+                reason: "RAW frames are records, not pictures: choose a pixel format".into(),
+            });
+        }
+        let code =
+            QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M).map_err(|e| {
+                QrError {
+                    reason: format!("the text ({} bytes) cannot be a QR code: {e}", text.len()),
+                }
+            })?;
+        let modules = code.width();
+        let total = modules + 2 * QUIET;
+        let (w, h) = (self.config.width as usize, self.config.height as usize);
+        let scale = w.min(h) / 2 / total;
+        if scale < 2 {
+            return Err(QrError {
+                reason: format!(
+                    "a {w}x{h} frame is too small for this code: its {total} modules (quiet \
+                     zone included) at 2 pixels each need {} pixels, half the smaller side at \
+                     most; make the frame larger or the text shorter",
+                    2 * total
+                ),
+            });
+        }
+        // Even position and size, so subsampled chroma pairs never straddle
+        // the edge; below the first row, so the stamp is never covered.
+        let size = (total * scale + 1) & !1;
+        let (x0, y0) = ((w - size - 2) & !1, (h - size - 2) & !1);
+        let colour = |px: usize, py: usize| {
+            let (mx, my) = (px / scale, py / scale);
+            let dark = (QUIET..QUIET + modules).contains(&mx)
+                && (QUIET..QUIET + modules).contains(&my)
+                && code[(mx - QUIET, my - QUIET)] == Color::Dark;
+            if dark {
+                Rgb { r: 0, g: 0, b: 0 }
+            } else {
+                Rgb {
+                    r: 255,
+                    g: 255,
+                    b: 255,
+                }
+            }
+        };
+        let mut runs = Vec::new();
+        for (i, plane) in self.planes.iter().enumerate() {
+            let rows = y0 / plane.rows_per_row..(y0 + size) / plane.rows_per_row;
+            for r in rows {
+                let py = r * plane.rows_per_row - y0;
+                let pixels: Vec<Rgb> = (0..size).map(|px| colour(px, py)).collect();
+                let bytes = encode_rows(fourcc, &pixels).swap_remove(i);
+                let offset = plane.offset + r * plane.row_bytes + x0 / 2 * plane.bytes_per_pair;
+                runs.push((offset, bytes));
+            }
+        }
+        self.qr = Some(QrOverlay {
+            text: text.to_owned(),
+            runs,
+        });
+        Ok(self)
+    }
+
+    /// The text of the QR code drawn over every frame, if any
+    /// ([`with_qr`](Self::with_qr)).
+    ///
+    /// ```
+    /// use camux::source::{Synthetic, SyntheticConfig};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// assert_eq!(Synthetic::new(SyntheticConfig::default())?.qr_text(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn qr_text(&self) -> Option<&str> {
+        self.qr.as_ref().map(|q| q.text.as_str())
     }
 
     /// The configuration this source renders.
@@ -321,6 +449,11 @@ impl Synthetic {
         for mark in frame[STAMP_BYTES..].chunks_mut(MARK_INTERVAL) {
             let n = mark.len().min(seq_bytes.len());
             mark[..n].copy_from_slice(&seq_bytes[..n]);
+        }
+        if let Some(qr) = &self.qr {
+            for (offset, bytes) in &qr.runs {
+                frame[*offset..][..bytes.len()].copy_from_slice(bytes);
+            }
         }
         stamp::write(seq, frame);
         Ok(self.frame_bytes)
@@ -456,6 +589,15 @@ pub enum SyntheticError {
     /// The frame rate is not valid.
     #[error(transparent)]
     Rate(#[from] PacerError),
+}
+
+/// Why [`Synthetic::with_qr`] cannot draw a QR code: the reason, and what
+/// to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot draw the QR code: {reason}")]
+pub struct QrError {
+    /// Why, and what to change.
+    pub reason: String,
 }
 
 #[cfg(test)]
@@ -702,5 +844,56 @@ mod tests {
                 prop_assert_eq!(verify(&frame).map(|v| v.seq), Ok(seq));
             }
         }
+    }
+
+    /// The luma of pixel (x, y), whatever the format.
+    #[cfg(feature = "qr")]
+    fn luma(fourcc: FourCc, width: usize, frame: &[u8], x: usize, y: usize) -> u8 {
+        match fourcc {
+            FourCc::YUYV => frame[y * width * 2 + x * 2],
+            FourCc::UYVY => frame[y * width * 2 + x * 2 + 1],
+            FourCc::RGB3 | FourCc::BGR3 => {
+                let p = &frame[(y * width + x) * 3..][..3];
+                Rgb {
+                    r: p[0],
+                    g: p[1],
+                    b: p[2],
+                }
+                .y()
+            }
+            _ => frame[y * width + x],
+        }
+    }
+
+    #[cfg(feature = "qr")]
+    #[test]
+    fn a_qr_code_decodes_in_every_picture_format_and_the_stamp_still_verifies() {
+        for plain in sources() {
+            let fourcc = plain.config().fourcc;
+            if fourcc == FourCc::RAW {
+                let e = plain.with_qr("x").unwrap_err();
+                assert!(e.to_string().contains("not pictures"), "{e}");
+                continue;
+            }
+            let (w, h) = (
+                plain.config().width as usize,
+                plain.config().height as usize,
+            );
+            let source = plain.with_qr("camux QR test").unwrap();
+            let mut frame = vec![0; source.frame_bytes()];
+            for seq in [0, 1, 77] {
+                source.render(seq, &mut frame).unwrap();
+                assert_eq!(verify(&frame).map(|v| v.seq), Ok(seq), "{fourcc}");
+                let mut img = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| {
+                    luma(fourcc, w, &frame, x, y)
+                });
+                let grids = img.detect_grids();
+                assert_eq!(grids.len(), 1, "{fourcc} seq {seq}");
+                let (_, text) = grids[0].decode().unwrap();
+                assert_eq!(text, "camux QR test", "{fourcc}");
+            }
+        }
+        let tiny = source(FourCc::GREY, 64, 48).with_qr("camux").unwrap_err();
+        assert!(tiny.to_string().contains("too small"), "{tiny}");
     }
 }
