@@ -1,7 +1,8 @@
 //! `camux bench` end to end with a tiny scenario list (`--tiny`: 64-byte
 //! frames, one reader, 0.2 s windows): the JSON has every field the issue
-//! names, a peer that cannot run is skipped with a reason, and `--report`
-//! writes a markdown file with PNG plots. No timing is asserted: the
+//! names (and issue 4's `camux-daemon` row its CPU with and without the
+//! source), a peer that cannot run is skipped with a reason, and
+//! `--report` writes a markdown file with PNG plots. No timing is asserted: the
 //! figures are whatever this machine gives.
 
 mod util;
@@ -102,9 +103,28 @@ fn tiny_run_has_every_field_and_a_report() {
     }
     assert!(ran >= 4);
     assert!(doc["targets"].is_array());
+    // Issue 4: the real daemon as a producer, its CPU with and without its
+    // source (figures not judged).
+    let daemon = results
+        .iter()
+        .find(|r| r["system"] == "camux-daemon" && r["group"] == "daemon")
+        .expect("a camux-daemon result");
+    assert!(daemon["error"].is_null(), "{daemon}");
+    for k in [
+        "producer_cpu_ms_per_frame",
+        "producer_cpu_ms_per_frame_with_source",
+        "source_cpu_share",
+        "producer_cpu_percent_of_core",
+        "producer_cpu_percent_of_core_with_source",
+    ] {
+        assert!(daemon[k].as_f64().is_some(), "{k} in {daemon}");
+    }
+    assert!(daemon["latency_us"]["p50"].as_f64().is_some(), "{daemon}");
+    assert!(daemon["published"].as_u64() > Some(0), "{daemon}");
 
     let md = std::fs::read_to_string(report.join("README.md")).expect("report README.md");
     assert!(md.contains("Machine:") && md.contains("## Targets"), "{md}");
+    assert!(md.contains("## The daemon's own CPU"), "{md}");
     let pngs: Vec<_> = std::fs::read_dir(&report)
         .unwrap()
         .flatten()

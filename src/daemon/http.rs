@@ -363,6 +363,7 @@ mod tests {
             s.readers = 2;
             s.holds = 3;
             s.fps = 25.0;
+            s.source_cpu_ms = 12.5;
             s.format = Some("YUYV 640x480 @ 25 fps".into());
         });
         cam0.observe_latency(0.000_04);
@@ -425,6 +426,7 @@ mod tests {
         assert_eq!(cam0["state"], "publishing");
         assert_eq!(cam0["required"], true);
         assert_eq!(cam0["published"], 250);
+        assert_eq!(cam0["source_cpu_ms"], 12.5);
         assert_eq!(cam0["format"], "YUYV 640x480 @ 25 fps");
         assert_eq!(cam0["last_error"], serde_json::Value::Null);
         assert_eq!(streams[1]["state"], "standby");
@@ -485,6 +487,10 @@ mod tests {
             assert_eq!(
                 value("camux_source_restarts_total", &l),
                 s["restarts"].as_f64().unwrap()
+            );
+            assert_eq!(
+                value("camux_stream_source_cpu_seconds_total", &l),
+                s["source_cpu_ms"].as_f64().unwrap() / 1e3
             );
             assert_eq!(
                 value("camux_stream_up", &l),

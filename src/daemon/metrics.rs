@@ -22,6 +22,7 @@
 //! | `camux_reader_lag_frames` | gauge | `stream` |
 //! | `camux_holds_revoked_total` | counter | `stream` |
 //! | `camux_bytes_copied_total` | counter | `stream` |
+//! | `camux_stream_source_cpu_seconds_total` | counter | `stream` |
 //! | `camux_source_restarts_total` | counter | `stream` |
 //! | `camux_stream_fps` | gauge | `stream` |
 //! | `camux_publish_latency_seconds` | histogram ([`LATENCY_BUCKETS`]) | `stream` |
@@ -79,11 +80,12 @@ const RESTARTS: usize = 11;
 const FPS: usize = 12;
 const LATENCY: usize = 13;
 const LAST_ERROR: usize = 14;
+const SOURCE_CPU: usize = 15;
 
 const S: &[&str] = &["stream"];
 
 /// Every family, indexed by the constants above.
-const FAMILIES: [Family; 15] = [
+const FAMILIES: [Family; 16] = [
     Family {
         name: "camux_build_info",
         help: "Always 1; the version label says which camux is running.",
@@ -172,6 +174,12 @@ const FAMILIES: [Family; 15] = [
         name: "camux_last_error_timestamp_seconds",
         help: "When the stream's last error happened (seconds since the Unix epoch); absent while it has had none.",
         kind: MetricType::GAUGE,
+        labels: S,
+    },
+    Family {
+        name: "camux_stream_source_cpu_seconds_total",
+        help: "CPU time the stream's source spent making frames (synthetic render, file read, sensor record read; not V4L2), by thread CPU clock.",
+        kind: MetricType::COUNTER,
         labels: S,
     },
 ];
@@ -263,6 +271,7 @@ impl Collector for BoardCollector {
             out[LAG].push(gauge(&l, s.reader_lag_frames as f64));
             out[REVOKED].push(counter(&l, s.revoked));
             out[COPIED].push(counter(&l, s.bytes_copied));
+            out[SOURCE_CPU].push(counter_f64(&l, s.source_cpu_ms / 1e3));
             out[RESTARTS].push(counter(&l, s.restarts));
             out[FPS].push(gauge(&l, s.fps));
             out[LATENCY].push(histogram(&l, latency));
@@ -309,9 +318,13 @@ fn gauge(labels: &[(&str, &str)], v: f64) -> proto::Metric {
 }
 
 fn counter(labels: &[(&str, &str)], v: u64) -> proto::Metric {
+    counter_f64(labels, v as f64)
+}
+
+fn counter_f64(labels: &[(&str, &str)], v: f64) -> proto::Metric {
     let mut m = labelled(labels);
     let mut c = proto::Counter::default();
-    c.set_value(v as f64);
+    c.set_value(v);
     m.set_counter(c);
     m
 }
@@ -447,6 +460,7 @@ mod tests {
             s.bytes_copied = 1 << 40;
             s.restarts = 1;
             s.fps = 29.97;
+            s.source_cpu_ms = 1500.0;
         });
         for secs in [0.000_005, 0.000_02, 0.000_02, 0.003, 5.0] {
             a.observe_latency(secs);
@@ -500,6 +514,8 @@ mod tests {
         );
         assert_eq!(get("camux_source_restarts_total", &sa), Some(1.0));
         assert_eq!(get("camux_stream_fps", &sa), Some(29.97));
+        assert_eq!(get("camux_stream_source_cpu_seconds_total", &sa), Some(1.5));
+        assert_eq!(get("camux_stream_source_cpu_seconds_total", &sb), Some(0.0));
         assert_eq!(get("camux_last_error_timestamp_seconds", &sa), None);
         assert_eq!(
             get("camux_last_error_timestamp_seconds", &sb),

@@ -107,6 +107,14 @@ pub struct StreamStatus {
     pub revoked: u64,
     /// Bytes copied on the way into the ring (0 for zero-copy sources).
     pub bytes_copied: u64,
+    /// CPU time (ms) the stream's source spent making frames, by the
+    /// calling thread's CLOCK_THREAD_CPUTIME_ID around each call: rendering
+    /// a synthetic frame into the loaned slot, reading a file frame,
+    /// reading and framing a sensor record (on the sensor's reader thread).
+    /// Not V4L2: there the frame is the driver's, and the dequeue is the
+    /// publishing work. What the daemon spends beyond it is its own cost
+    /// (`camux bench --groups daemon` subtracts it).
+    pub source_cpu_ms: f64,
     /// Readers registered now.
     pub readers: u32,
     /// Frames readers hold now (all readers).
@@ -316,6 +324,7 @@ impl Board {
                 driver_drops: 0,
                 revoked: 0,
                 bytes_copied: 0,
+                source_cpu_ms: 0.0,
                 readers: 0,
                 holds: 0,
                 reader_list: Vec::new(),

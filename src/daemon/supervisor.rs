@@ -29,6 +29,32 @@ const HEALTHY_RUN: Duration = Duration::from_secs(10);
 /// How often a publishing stream's counters go to the board.
 const FLUSH_EVERY: Duration = Duration::from_millis(250);
 
+/// The calling thread's CPU time so far (ns), CLOCK_THREAD_CPUTIME_ID.
+///
+/// Read before and after each call that makes a frame, for the stream's
+/// `source_cpu_ms`. Cost: Linux's vDSO serves only the wall clocks
+/// (CLOCK_MONOTONIC ~35 ns here), so a CPU-time clock is a real
+/// `clock_gettime` system call: ~0.1-0.3 µs on bare metal, 0.77 µs a read
+/// on the 2-vCPU VM of docs/BENCHMARKS.md (measured). So ~1.5 µs per frame
+/// for the pair there: 0.01 % of a core at 60 fps, 0.15 % at 1000 fps;
+/// about half of it lands inside the measured interval (counted as the
+/// source's), the other half is the daemon's own.
+fn thread_cpu_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
+
+/// Runs `f` (a call that makes a frame) and adds the CPU time this thread
+/// spent in it to `acc` (ns).
+fn source_cpu<T>(acc: &mut u64, f: impl FnOnce() -> T) -> T {
+    let t0 = thread_cpu_ns();
+    let out = f();
+    *acc += thread_cpu_ns().saturating_sub(t0);
+    out
+}
+
 /// Capped exponential backoff with "equal jitter": attempt `n` waits a
 /// random time in `[d/2, d]` where `d = min(cap, base * 2^n)`, so retries of
 /// many streams (or nodes) spread out but never wait less than half the
@@ -508,6 +534,9 @@ struct Flusher {
     window_start: Instant,
     window_frames: u64,
     base: PublisherCounters,
+    /// The source's CPU in this run so far (ns): the run loop adds to it
+    /// around each call that makes a frame.
+    source_ns: u64,
 }
 
 /// The board counts a stream's totals across runs; a run adds its own.
@@ -518,6 +547,7 @@ struct PublisherCounters {
     revoked: u64,
     bytes_copied: u64,
     driver_drops: u64,
+    source_cpu_ms: f64,
 }
 
 impl Flusher {
@@ -535,11 +565,13 @@ impl Flusher {
                 revoked: s.revoked,
                 bytes_copied: s.bytes_copied,
                 driver_drops: s.driver_drops,
+                source_cpu_ms: s.source_cpu_ms,
             },
+            source_ns: 0,
         }
     }
 
-    /// Flushes if due (or `force`): counters, readers, holds, fps.
+    /// Flushes if due (or `force`): counters, source CPU, readers, holds, fps.
     fn flush(&mut self, cell: &StreamCell, p: &mut Publisher, driver_drops: u64, force: bool) {
         if !force && self.last.elapsed() < FLUSH_EVERY {
             return;
@@ -574,12 +606,14 @@ impl Flusher {
         let window = self.window_start.elapsed();
         let frames_now = st.published;
         let b = self.base;
+        let source_ms = self.source_ns as f64 / 1e6;
         cell.update(|s| {
             s.published = b.published + st.published;
             s.dropped_no_slot = b.dropped + st.dropped;
             s.revoked = b.revoked + st.revoked;
             s.bytes_copied = b.bytes_copied + st.bytes_copied;
             s.driver_drops = b.driver_drops + driver_drops;
+            s.source_cpu_ms = b.source_cpu_ms + source_ms;
             s.readers = readers;
             s.holds = holds;
             s.reader_list = list;
@@ -723,9 +757,10 @@ fn run_synthetic(
         match p.loan() {
             Ok(mut loan) => {
                 let seq = p.next_seq();
-                let len = source
-                    .render(seq, loan.as_mut_slice())
-                    .map_err(|e| StreamError::new("source", e.to_string(), true))?;
+                let len = source_cpu(&mut flusher.source_ns, || {
+                    source.render(seq, loan.as_mut_slice())
+                })
+                .map_err(|e| StreamError::new("source", e.to_string(), true))?;
                 p.commit(loan, len, &info)
                     .map_err(|e| StreamError::new("ring", e.to_string(), true))?;
                 cell.observe_latency(t0.elapsed().as_secs_f64());
@@ -771,7 +806,9 @@ fn run_file(
         }
         let t0 = Instant::now();
         let read = match p.loan() {
-            Ok(mut loan) => match source.next_frame(loan.as_mut_slice()) {
+            Ok(mut loan) => match source_cpu(&mut flusher.source_ns, || {
+                source.next_frame(loan.as_mut_slice())
+            }) {
                 Ok(Some(r)) => {
                     p.count_copied(r.len as u64);
                     p.commit(loan, r.len, &FrameInfo::default())
@@ -792,8 +829,7 @@ fn run_file(
             // on, as a camera's would) and drop it.
             Err(PublishError::NoFreeSlot) => {
                 scratch.resize(source.frame_bytes(), 0);
-                source
-                    .next_frame(&mut scratch)
+                source_cpu(&mut flusher.source_ns, || source.next_frame(&mut scratch))
                     .map_err(|e| StreamError::new("source", e.to_string(), true))?
                     .is_some()
             }
@@ -823,7 +859,9 @@ fn run_sensor(
     let sensor_config = config.source.sensor_config().expect("a sensor source");
     let content_type = sensor_config.content_type.clone();
     let max = sensor_config.framing.max_record_bytes();
-    type Msg = Result<(Vec<u8>, crate::source::sensor::Record), String>;
+    /// A record, and the CPU (ns) the reader thread spent reading and
+    /// framing it.
+    type Msg = Result<(Vec<u8>, crate::source::sensor::Record, u64), String>;
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(64);
     let (open_tx, open_rx) = crossbeam_channel::bounded::<Result<(), (&'static str, String)>>(1);
     std::thread::Builder::new()
@@ -849,9 +887,12 @@ fn run_sensor(
             };
             let mut buf = vec![0u8; max];
             loop {
-                match source.next_record(&mut buf) {
+                let mut cpu = 0;
+                // Thread CPU: time blocked in read() waiting for input is
+                // not counted, only the reading and framing.
+                match source_cpu(&mut cpu, || source.next_record(&mut buf)) {
                     Ok(Some(r)) => {
-                        if tx.send(Ok((buf[..r.len].to_vec(), r))).is_err() {
+                        if tx.send(Ok((buf[..r.len].to_vec(), r, cpu))).is_err() {
                             return;
                         }
                     }
@@ -899,7 +940,8 @@ fn run_sensor(
             break;
         }
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Ok((bytes, r))) => {
+            Ok(Ok((bytes, r, cpu))) => {
+                flusher.source_ns += cpu;
                 let t0 = Instant::now();
                 let info = FrameInfo {
                     capture_mono_ns: r.mono_ns,

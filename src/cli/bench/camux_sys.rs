@@ -6,9 +6,13 @@
 //! takes after the payload is in the slot, just before the commit and the
 //! futex wake. The wake-up time is taken when `recv` (or `try_recv`)
 //! returns the frame.
+//!
+//! The same reader reads the `camux-daemon` system's ring
+//! ([`super::daemon_sys`]): there the daemon's frames carry no index or end
+//! marker of the harness's, so the reader counts the window by ring seq.
 
 use super::role::{self, Frame, Recorder, Spinner, STALL};
-use super::spec::{Line, Spec, Wait};
+use super::spec::{Line, Spec, System, Wait};
 use anyhow::{bail, Context};
 use camux::format::{FourCc, FrameLayout};
 use camux::ring::{RingOptions, StreamFormat};
@@ -35,8 +39,13 @@ fn format(spec: &Spec) -> anyhow::Result<StreamFormat> {
 pub fn ring_options(spec: &Spec) -> anyhow::Result<RingOptions> {
     let bytes = spec.scenario.shape.bytes();
     let mut opts = RingOptions::new(&spec.dir, &spec.tag, format(spec)?, bytes as u64);
-    opts.slots = (2 * spec.scenario.readers + 4).max(8);
+    opts.slots = slots(spec.scenario.readers);
     Ok(opts)
+}
+
+/// Ring slots for `readers` readers: 2N+4, at least 8.
+pub fn slots(readers: u32) -> u32 {
+    (2 * readers + 4).max(8)
 }
 
 /// The producer process.
@@ -68,8 +77,16 @@ pub fn producer(spec: &Spec) -> anyhow::Result<()> {
 /// A reader process.
 pub fn reader(spec: &Spec) -> anyhow::Result<()> {
     let sc = &spec.scenario;
-    let mut sub = Subscriber::with_options(SubscriberOptions::new(&spec.tag).dir(&spec.dir))
-        .context("cannot open the stream")?;
+    let daemon = sc.system == System::CamuxDaemon;
+    let opts = if daemon {
+        SubscriberOptions::new(super::daemon_sys::STREAM).dir(super::daemon_sys::ring_dir(spec))
+    } else {
+        SubscriberOptions::new(&spec.tag).dir(&spec.dir)
+    };
+    let mut sub = Subscriber::with_options(opts).context("cannot open the stream")?;
+    // The daemon's measured window (first, last ring seq), once fixed.
+    let mut window: Option<(u64, u64)> = None;
+    let warmup = sc.warmup();
     let mut rec = Recorder::new(sc);
     let mut spinner = Spinner::default();
     role::say(&Line::Ready)?;
@@ -94,8 +111,20 @@ pub fn reader(spec: &Spec) -> anyhow::Result<()> {
         };
         let wake = role::now_ns();
         let m = frame.meta();
-        let end = m.user() == [1];
-        rec.frame(m.driver_seq, m.publish_mono_ns, wake, end);
+        let (index, end) = if daemon {
+            if window.is_none() {
+                window = super::daemon_sys::read_window(spec);
+            }
+            match window {
+                Some((first, _)) if m.seq < first => continue,
+                Some((_, last)) if m.seq > last => (0, true),
+                Some((first, _)) => (warmup + 1 + (m.seq - first), false),
+                None => continue,
+            }
+        } else {
+            (m.driver_seq, m.user() == [1])
+        };
+        rec.frame(index, m.publish_mono_ns, wake, end);
         rec.touch(frame.payload());
         if end {
             break;

@@ -14,12 +14,13 @@
 //! | `role.rs` | the producer's frame clock and window, the reader's recorder |
 //! | `hist.rs` | latency histogram (mergeable across readers), percentiles, CPU arithmetic |
 //! | `measure.rs` | getrusage, scheduler counters, smaps_rollup, the machine |
-//! | `camux_sys.rs`, `limits.rs`, `broker.rs`, `gst.rs`, `ice.rs` | the systems |
+//! | `camux_sys.rs`, `daemon_sys.rs`, `limits.rs`, `broker.rs`, `gst.rs`, `ice.rs` | the systems |
 //! | `shm.rs` | the futex floor's shared page (the bench's one `unsafe`) |
 //! | `report.rs` | result rows, targets, the markdown report and its plots |
 
 pub mod broker;
 pub mod camux_sys;
+pub mod daemon_sys;
 pub mod gst;
 pub mod hist;
 #[cfg(feature = "bench-iceoryx2")]
@@ -52,6 +53,8 @@ blocking and spinning readers, readers that read only the metadata and
 readers that touch every cache line. Every producer and reader is a
 separate process (this executable, re-run). Systems:
   camux           Publisher::publish (copy-in) + Subscriber readers
+  camux-daemon    the real `camux daemon` with one synthetic stream +
+                  Subscriber readers; its CPU minus its source's render
   limit-memcpy    memcpy of the frame into tmpfs shared memory (no readers)
   limit-futex     a bare cross-process futex wake-up (no payload)
   socket-broker   every frame written to every reader over a Unix socket
@@ -87,7 +90,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
     pub systems: Vec<System>,
     /// Only these scenario groups (comma-separated): latency, spin, size,
-    /// throughput, records, fanout.
+    /// throughput, records, fanout, daemon.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub groups: Vec<String>,
     /// Length of every measured window, in seconds (default: 1 with
@@ -116,6 +119,13 @@ fn availability(system: System) -> Result<(), String> {
                 Err("this camux was built without the bench-iceoryx2 feature: \
                      rebuild with `cargo build --release --features bench-iceoryx2`"
                     .into())
+            }
+        }
+        System::CamuxDaemon => {
+            if cfg!(feature = "daemon") {
+                Ok(())
+            } else {
+                Err("this camux was built without the daemon feature".into())
             }
         }
         _ => Ok(()),
@@ -237,6 +247,16 @@ pub fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
             Mode::Paced,
             Wait::Spin,
             Touch::All,
+            secs(1.0),
+        );
+        add(
+            "daemon",
+            CamuxDaemon,
+            Shape::RECORD,
+            1,
+            Mode::Paced,
+            Wait::Block,
+            Touch::Meta,
             secs(1.0),
         );
         return filter(args, out);
@@ -400,6 +420,39 @@ pub fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
             }
         }
     }
+    // Issue 4: the daemon's own CPU per frame (its source's render taken
+    // out) and with no readers, against the bare Publisher at the same
+    // shape and rate.
+    let daemon: &[(Shape, f64, u32)] = if quick {
+        &[(Shape::RECORD, 1000.0, 1)]
+    } else {
+        &[
+            (Shape::FHD, 60.0, 0),
+            (Shape::FHD, 60.0, 1),
+            (Shape::FHD, 60.0, 4),
+            (Shape::RECORD, 1000.0, 1),
+        ]
+    };
+    let systems: &[System] = if quick {
+        &[CamuxDaemon]
+    } else {
+        &[CamuxDaemon, Camux]
+    };
+    for &(shape, fps, readers) in daemon {
+        for &system in systems {
+            out.push(Scenario {
+                group: "daemon".into(),
+                system,
+                shape,
+                readers,
+                mode: Mode::Paced,
+                fps,
+                wait: Wait::Block,
+                touch: Touch::Meta,
+                seconds: secs(10.0),
+            });
+        }
+    }
     filter(args, out)
 }
 
@@ -516,6 +569,8 @@ fn run_role(role: &str, spec: &str) -> anyhow::Result<Status> {
     let r = match (role, spec.scenario.system) {
         ("producer", System::Camux) => camux_sys::producer(&spec),
         ("reader", System::Camux) => camux_sys::reader(&spec),
+        ("producer", System::CamuxDaemon) => daemon_sys::producer(&spec),
+        ("reader", System::CamuxDaemon) => camux_sys::reader(&spec),
         ("producer", System::LimitMemcpy) => limits::memcpy_producer(&spec),
         ("producer", System::LimitFutex) => limits::futex_producer(&spec),
         ("reader", System::LimitFutex) => limits::futex_reader(&spec),
@@ -739,5 +794,25 @@ mod tests {
         assert!(scenarios(&args(&["--tiny"]))
             .iter()
             .all(|s| s.shape == Shape::RECORD));
+        let d = scenarios(&args(&["--groups", "daemon"]));
+        for n in [0, 1, 4] {
+            for sys in [System::CamuxDaemon, System::Camux] {
+                assert!(
+                    d.iter().any(|s| s.system == sys
+                        && s.readers == n
+                        && s.shape == Shape::FHD
+                        && s.fps == 60.0),
+                    "{sys:?} N={n}"
+                );
+            }
+        }
+        assert!(d
+            .iter()
+            .any(|s| s.shape == Shape::RECORD && s.fps == 1000.0 && s.readers == 1));
+        assert!(d
+            .iter()
+            .all(|s| s.group == "daemon" && s.mode == Mode::Paced));
+        assert!(quick.iter().any(|s| s.system == System::CamuxDaemon));
+        assert!(full.iter().any(|s| s.group == "daemon"));
     }
 }

@@ -72,8 +72,20 @@ pub struct Row {
     pub delivered_fps_min: Option<f64>,
     /// Every reader's.
     pub delivered_fps_per_reader: Vec<f64>,
-    /// Producer CPU per published frame (ms), getrusage of its process.
+    /// Producer CPU per published frame (ms), getrusage of its process;
+    /// for `camux-daemon`, the daemon process's (schedstat) minus its
+    /// source's render CPU (the daemon's own cost).
     pub producer_cpu_ms_per_frame: Option<f64>,
+    /// `camux-daemon`: the daemon's CPU per frame with its source's render
+    /// in it (the raw figure).
+    pub producer_cpu_ms_per_frame_with_source: Option<f64>,
+    /// `camux-daemon`: the source's share of the raw figure (0..1).
+    pub source_cpu_share: Option<f64>,
+    /// Producer CPU over the window as % of one core (for `camux-daemon`
+    /// without its source; with 0 readers, its idle cost).
+    pub producer_cpu_percent_of_core: Option<f64>,
+    /// `camux-daemon`: the same with the source.
+    pub producer_cpu_percent_of_core_with_source: Option<f64>,
     /// Reader CPU per received frame (ms), mean over readers, getrusage.
     pub reader_cpu_ms_per_frame: Option<f64>,
     /// Every reader's.
@@ -121,6 +133,10 @@ impl Row {
             delivered_fps_min: None,
             delivered_fps_per_reader: Vec::new(),
             producer_cpu_ms_per_frame: None,
+            producer_cpu_ms_per_frame_with_source: None,
+            source_cpu_share: None,
+            producer_cpu_percent_of_core: None,
+            producer_cpu_percent_of_core_with_source: None,
             reader_cpu_ms_per_frame: None,
             reader_cpu_ms_per_frame_per_reader: Vec::new(),
             latency_us: Latency::default(),
@@ -181,9 +197,23 @@ impl Row {
             .filter(|(i, _)| i % step == 0 || *i + 1 == cdf.len())
             .map(|(_, &(ns, q))| (ns as f64 / 1e3, q))
             .collect();
+        let own_ns = p
+            .source_cpu_ns
+            .map_or(p.cpu_ns, |src| p.cpu_ns.saturating_sub(src));
+        let pct = |ns: u64| (p.window_ns > 0).then(|| ns as f64 * 100.0 / p.window_ns as f64);
+        let with_source = p.source_cpu_ns.is_some();
         Row {
             seconds: Some(secs),
             published: Some(p.frames),
+            producer_cpu_ms_per_frame_with_source: with_source
+                .then(|| cpu_ms_per_frame(p.cpu_ns, p.frames))
+                .flatten(),
+            source_cpu_share: p
+                .source_cpu_ns
+                .filter(|_| p.cpu_ns > 0)
+                .map(|src| src as f64 / p.cpu_ns as f64),
+            producer_cpu_percent_of_core: pct(own_ns),
+            producer_cpu_percent_of_core_with_source: with_source.then(|| pct(p.cpu_ns)).flatten(),
             delivered_fps: if readers.is_empty() {
                 Some(per_sec(p.frames))
             } else {
@@ -191,7 +221,7 @@ impl Row {
             },
             delivered_fps_min: fps.iter().copied().reduce(f64::min),
             delivered_fps_per_reader: fps,
-            producer_cpu_ms_per_frame: cpu_ms_per_frame(p.cpu_ns, p.frames),
+            producer_cpu_ms_per_frame: cpu_ms_per_frame(own_ns, p.frames),
             reader_cpu_ms_per_frame: mean(&cpu),
             reader_cpu_ms_per_frame_per_reader: cpu,
             latency_us: Latency::of(&hist),
@@ -214,8 +244,13 @@ impl Row {
         let f = |v: Option<f64>, unit: &str, prec: usize| {
             v.map_or("-".into(), |v| format!("{v:.prec$}{unit}"))
         };
+        let with = self
+            .producer_cpu_ms_per_frame_with_source
+            .map_or(String::new(), |m| {
+                format!(" ({:.2}us with source)", m * 1e3)
+            });
         format!(
-            "fps {} p50 {} p99 {} p99.9 {} cpu prod {} read {} lost {}",
+            "fps {} p50 {} p99 {} p99.9 {} cpu prod {}{with} read {} lost {}",
             f(self.delivered_fps, "", 0),
             f(self.latency_us.p50, "us", 1),
             f(self.latency_us.p99, "us", 1),
@@ -648,6 +683,62 @@ pub fn table(rows: &[&Row]) -> String {
     s
 }
 
+/// The `daemon` group side by side: the daemon's CPU per frame without
+/// and with its source, the bare `camux` Publisher at the same shape, rate
+/// and readers, their ratio, and % of a core. `None` without daemon rows.
+pub fn daemon_table(rows: &[Row]) -> Option<String> {
+    let daemon: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.group == "daemon" && r.system == "camux-daemon")
+        .collect();
+    if daemon.is_empty() {
+        return None;
+    }
+    let mut s = String::from(
+        "| stream | readers | daemon µs/frame, minus source | with source | source share | camux Publisher µs/frame | daemon (minus source) / camux | daemon % of a core, minus source / with | camux % of a core | p50 µs daemon / camux |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for d in daemon {
+        let what = format!("{} @ {} fps", d.format, d.fps.unwrap_or(0.0));
+        if let Some(why) = d.skipped.as_ref().or(d.error.as_ref()) {
+            let _ = writeln!(
+                s,
+                "| {what} | {} | {} | | | | | | | |",
+                d.readers,
+                why.replace('|', "/")
+            );
+            continue;
+        }
+        let c = rows.iter().find(|r| {
+            r.group == "daemon"
+                && r.system == "camux"
+                && r.readers == d.readers
+                && r.frame_bytes == d.frame_bytes
+                && r.fps == d.fps
+                && r.error.is_none()
+                && r.skipped.is_none()
+        });
+        let c_cpu = c.and_then(|c| c.producer_cpu_ms_per_frame);
+        let _ = writeln!(
+            s,
+            "| {what} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} |",
+            d.readers,
+            cell(d.producer_cpu_ms_per_frame, 1e3, 2),
+            cell(d.producer_cpu_ms_per_frame_with_source, 1e3, 2),
+            d.source_cpu_share
+                .map_or("-".into(), |v| format!("{:.0} %", v * 100.0)),
+            cell(c_cpu, 1e3, 2),
+            cell(ratio(d.producer_cpu_ms_per_frame, c_cpu), 1.0, 2),
+            cell(d.producer_cpu_percent_of_core, 1.0, 2),
+            cell(d.producer_cpu_percent_of_core_with_source, 1.0, 2),
+            cell(c.and_then(|c| c.producer_cpu_percent_of_core), 1.0, 2),
+            cell(d.latency_us.p50, 1.0, 1),
+            cell(c.and_then(|c| c.latency_us.p50), 1.0, 1),
+        );
+    }
+    Some(s)
+}
+
 /// Writes `dir/README.md` and its plots.
 pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -750,6 +841,16 @@ pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
     let _ = writeln!(md, "\n## Plots\n");
     for (title, file) in &plots {
         let _ = writeln!(md, "![{title}]({file})\n");
+    }
+    if let Some(t) = daemon_table(&run.results) {
+        let _ = writeln!(
+            md,
+            "## The daemon's own CPU (issue 4)\n\n\
+             The real `camux daemon` (all threads, schedstat) minus its synthetic \
+             source's render (its `/status` `source_cpu_ms`), against the harness's \
+             bare `camux` Publisher (copy-in from a buffer) at the same shape, \
+             rate and readers.\n\n{t}"
+        );
     }
     let mut groups: Vec<&str> = run.results.iter().map(|r| r.group.as_str()).collect();
     groups.dedup();

@@ -98,6 +98,7 @@ pub fn produce(
         cpu_ns: cpu.rusage_ns,
         cpu_clock_ns: cpu.clock_ns,
         private_kib: private_kib("self"),
+        source_cpu_ns: None,
         note: None,
     })
 }

@@ -12,6 +12,10 @@ use std::path::PathBuf;
 pub enum System {
     /// camux: `Publisher::publish` (copy-in) and `Subscriber` readers.
     Camux,
+    /// The real `camux daemon` process publishing one synthetic stream of
+    /// the scenario's shape and rate, and `Subscriber` readers: the
+    /// daemon's own CPU per frame, with its source's render CPU taken out.
+    CamuxDaemon,
     /// Single-thread memcpy of the frame into tmpfs-backed shared memory
     /// (no readers): the producer-side limit.
     LimitMemcpy,
@@ -34,6 +38,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Camux => "camux",
+            System::CamuxDaemon => "camux-daemon",
             System::LimitMemcpy => "limit-memcpy",
             System::LimitFutex => "limit-futex",
             System::SocketBroker => "socket-broker",
@@ -230,6 +235,11 @@ pub struct ProducerReport {
     pub cpu_clock_ns: u64,
     /// Private memory of the producing process (KiB).
     pub private_kib: Option<u64>,
+    /// Of `cpu_ns`, what the producer's frame source cost (ns), when the
+    /// producer reports it (the daemon's `source_cpu_ms`): the producer's
+    /// own cost is `cpu_ns - source_cpu_ns`.
+    #[serde(default)]
+    pub source_cpu_ns: Option<u64>,
     /// Anything the reader of the figures should know.
     pub note: Option<String>,
 }
