@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""CPU per frame of the Python reader vs the Rust reader, at 1920x1080 YUYV.
+
+Each reader runs alone against its own `camux publish` (paced, every frame
+received, `--wait-readers 1` so none is missed) and measures its own CPU
+time (getrusage: user + system) from just after its first frame to just
+after its last, so interpreter and process start-up are not counted.
+
+Readers:
+  rust        capi/examples/rust_reader.rs: camux's Subscriber, metadata only
+  python      camux.Subscriber: recv(), read seq and length, release
+  python-np   the same plus frame.array() (a NumPy view into the ring; no copy)
+  python-copy the same plus bytes(frame) (a 4 MB copy per frame)
+  camux-tail  `camux tail` (whole process, start-up and printing included;
+              stdout to /dev/null)
+
+Python readers run with OPENBLAS_NUM_THREADS=1 (numpy's BLAS threads
+would otherwise add their own CPU). Figures only: nothing here asserts a time. Needs the camux binary
+($CAMUX_BIN or target/debug/camux), the Rust reader
+(`cargo build --release --example rust_reader` in capi/) and the camux
+package installed. Usage: bench_reader.py [--frames N] [--fps F] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+PY_READER = r"""
+import json, resource, sys
+import camux
+def cpu_ns():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return int((r.ru_utime + r.ru_stime) * 1e9)
+d, stream, n, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sub = camux.Subscriber(stream, dir=d)
+print("registered", flush=True)
+frames = lagged = check = 0
+start = 0
+while frames + lagged < n:
+    try:
+        f = sub.recv()
+    except camux.RecvError as e:  # a stale producer, say: not fatal
+        if e.is_fatal:
+            raise
+        continue
+    check ^= f.seq ^ f.length
+    lagged += f.lagged
+    if kind == "np":
+        a = f.array()
+        del a
+    elif kind == "copy":
+        b = bytes(f)
+        check ^= b[100]
+    f.release()
+    frames += 1
+    if frames == 1:
+        start = cpu_ns()
+print(json.dumps({"frames": frames - 1, "cpu_ns": cpu_ns() - start, "lagged": lagged, "check": check}))
+"""
+
+
+def camux_bin() -> str:
+    """$CAMUX_BIN, else the main crate's debug build (the one the tests use:
+    built from the same source as the bindings)."""
+    return os.environ.get("CAMUX_BIN") or str(REPO / "target" / "debug" / "camux")
+
+
+def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="camux-bench-") as d:
+        pub = subprocess.Popen(
+            [camux_bin(), "publish", "--dir", d, "--stream", "b", "--width", str(width),
+             "--height", str(height), "--fps", str(fps), "--frames", str(frames),
+             "--wait-readers", "1", "--linger", "30s"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        assert pub.stdout is not None
+        ready = pub.stdout.readline()
+        if '"ready"' not in ready:
+            raise SystemExit(f"camux publish did not start: {ready!r}")
+        argv = [a.replace("{dir}", d) for a in cmd]
+        if kind == "camux-tail":
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               timeout=600)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if p.returncode != 0:
+                raise SystemExit(f"{kind} failed: {p.stderr}")
+            # Whole-process CPU (start-up included): an upper bound.
+            cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1e9
+            res = {"frames": frames, "cpu_ns": int(cpu), "lagged": 0}
+        else:
+            # One OpenBLAS thread: `import numpy` otherwise starts a worker thread
+            # per CPU whose spinning would be counted as the reader's CPU.
+            env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+            p = subprocess.run(argv, capture_output=True, text=True, cwd=d, timeout=600, env=env)
+            if p.returncode != 0:
+                raise SystemExit(f"{kind} failed: {p.stderr}")
+            res = json.loads(p.stdout.splitlines()[-1])
+        pub.wait(timeout=60)
+    res["cpu_us_per_frame"] = res["cpu_ns"] / max(1, res["frames"]) / 1000
+    return res
+
+
+def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: list[str]) -> dict:
+    rust_reader = os.environ.get("CAMUX_RUST_READER") or str(
+        REPO / "capi" / "target" / "release" / "examples" / "rust_reader")
+    readers = {
+        "rust": [rust_reader, "{dir}", "b", str(n)],
+        "python": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "meta"],
+        "python-np": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "np"],
+        "python-copy": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "copy"],
+        "camux-tail": [camux_bin(), "tail", "--dir", "{dir}", "b", "--count", str(n)],
+    }
+    results = {k: run(k, readers[k], n, fps, width, height) for k in kinds}
+    per = {k: r["cpu_us_per_frame"] for k, r in results.items()}
+    ratios = {}
+    if per.get("rust"):
+        ratios["python/rust"] = per["python"] / per["rust"]
+        ratios["python-np/rust"] = per["python-np"] / per["rust"]
+    if "python-copy" in per and per.get("python"):
+        ratios["python-copy/python"] = per["python-copy"] / per["python"]
+    return {"title": title, "frame": f"{width}x{height} YUYV", "fps": fps, "frames": n,
+            "readers": results, "ratios": ratios}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--fps", type=float, default=30)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    runs = [
+        scenario("paced 1920x1080 (cold wake-ups)", args.frames, args.fps, 1920, 1080,
+                 ["rust", "python", "python-np", "python-copy", "camux-tail"]),
+        # Frame size does not matter to a metadata-only reader; small frames
+        # let even a debug publisher run at 1000 fps, so each wake-up finds
+        # the reader's caches warm.
+        scenario("1000 fps 64x48 (warm wake-ups)", 1000, 1000, 64, 48, ["rust", "python", "python-np"]),
+    ]
+    out = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "load": os.getloadavg()},
+        "publisher": camux_bin(),
+        "runs": runs,
+        "note": "camux-tail is whole-process CPU (start-up and printing included)",
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    m = out["machine"]
+    print(f"{m['cpus']} CPUs, load {m['load'][0]:.2f}, Python {m['python']}, publisher {out['publisher']}")
+    for r in runs:
+        print(f"{r['title']}: {r['frame']} at {r['fps']:g} fps, {r['frames']} frames per reader")
+        for k, v in r["readers"].items():
+            print(f"  {k:12} {v['cpu_us_per_frame']:9.2f} us CPU/frame  (lagged {v['lagged']})")
+        for k, v in r["ratios"].items():
+            print(f"  {k:20} {v:6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
