@@ -22,7 +22,10 @@ use nix::sys::socket::{
 use serde_json::Value;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
-use util::{inspect, ms_since, note, poll_until, serial, Dir, Proc, Producer, Reader, Watchdog};
+use util::{
+    inspect, ms_since, note, poll_until, reader_with_pid, serial, u64_at, Dir, Proc, Producer,
+    Reader, Watchdog,
+};
 
 const STREAM: &str = "cam";
 const SMALL: &str = "--width 160 --height 120 --format GREY";
@@ -66,24 +69,12 @@ fn cycles() -> usize {
         .unwrap_or(100)
 }
 
-fn u64_at(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
-}
-
-fn reader_with_pid(snap: &Value, pid: u32) -> Option<Value> {
-    snap["readers"]
-        .as_array()?
-        .iter()
-        .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
-        .cloned()
 }
 
 /// Property 2 under 100 SIGKILLs: a producer publishing flat out (so a

@@ -18,39 +18,17 @@ use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 use util::{
-    inspect, is_root, maps_of, ms_since, note, poll_until, serial, which, Dir, MountGuard,
-    Producer, Reader, Watchdog,
+    inspect, is_root, maps_of, ms_since, note, poll_until, reader_with_pid, serial, u64_at, which,
+    Dir, MountGuard, Producer, Reader, Watchdog,
 };
 
 const STREAM: &str = "cam";
 /// 19 200-byte frames: cheap to render and verify in a debug build.
 const SMALL: &str = "--width 160 --height 120 --format GREY";
 
-/// The reader table of an inspect snapshot; `None` if no producer answered
-/// (inspect then prints `readers: null` and a `readers_error`).
-fn readers(snap: &serde_json::Value) -> Option<&Vec<serde_json::Value>> {
-    snap["readers"].as_array()
-}
-
-/// The reader entry whose pid is `pid`, if registered. Panics if the
-/// producer did not answer: "no table" must not read as "not in the table".
-fn reader_with_pid(snap: &serde_json::Value, pid: u32) -> Option<serde_json::Value> {
-    readers(snap)
-        .unwrap_or_else(|| panic!("inspect got no reader table: {}", snap["readers_error"]))
-        .iter()
-        .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
-        .cloned()
-}
-
 /// The `counters.dropped` of an inspect snapshot.
 fn dropped(snap: &serde_json::Value) -> u64 {
     u64_at(&snap["counters"], "dropped")
-}
-
-fn u64_at(v: &serde_json::Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no integer {key:?} in {v}"))
 }
 
 /// Property 7 and 2: a producer SIGKILLed mid-stream and restarted, ten

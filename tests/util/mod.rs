@@ -871,6 +871,29 @@ impl Reader {
     }
 }
 
+/// The reader table of an inspect snapshot; `None` if no producer answered
+/// (inspect then prints `readers: null` and a `readers_error`).
+pub fn readers(snap: &Value) -> Option<&Vec<Value>> {
+    snap["readers"].as_array()
+}
+
+/// The reader entry whose pid is `pid`, if registered. Panics if the
+/// producer did not answer: "no table" must not read as "not in the table".
+pub fn reader_with_pid(snap: &Value, pid: u32) -> Option<Value> {
+    readers(snap)
+        .unwrap_or_else(|| panic!("inspect got no reader table: {}", snap["readers_error"]))
+        .iter()
+        .find(|r| r["pid"].as_u64() == Some(u64::from(pid)))
+        .cloned()
+}
+
+/// The integer at `key` of a JSON object; panics naming it if absent.
+pub fn u64_at(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no integer {key:?} in {v}"))
+}
+
 /// `camux inspect <ring> --json`, parsed.
 pub fn inspect(d: &Dir, ring: &Path) -> Value {
     let out = run_ok(d.camux(["inspect".as_ref(), ring.as_os_str(), "--json".as_ref()]));
