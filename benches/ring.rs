@@ -3,12 +3,14 @@
 //!
 //! | bench | what is timed | compared with |
 //! | --- | --- | --- |
-//! | `publish/copy/<size>` | `Publisher::publish` (copy-in), 1 registered idle reader | `memcpy/tmpfs/<size>` |
+//! | `publish/copy/<size>` | `Publisher::publish` (copy-in, default `CopyStores::Auto`: streaming stores from 1 MiB), 1 registered idle reader | `memcpy/tmpfs/<size>` |
+//! | `publish/copy_cached/<size>` | the same with `CopyStores::Cached`, sizes from 1 MiB (diagnostic) | `memcpy/tmpfs/<size>` |
 //! | `memcpy/tmpfs/<size>` | `copy_from_slice` of the same source into a pre-faulted `MAP_SHARED` tmpfs mapping, rotating over as many slots as the ring has | (the limit) |
 //! | `publish/readers_<size>/<n>` | `publish` with 1, 4, 16 registered idle readers | 1 reader |
 //! | `read/frame_size/<size>` | `try_recv` + `meta()` + drop, producer on another thread (pinned to another CPU) | 64 B |
+//! | `read/frame_size_cached/8MiB` | the same, producer with `CopyStores::Cached` (diagnostic) | `read/frame_size/64B` |
 //! | `read/frame_size_same_thread/<size>` | the same, producer on the reader's own thread (diagnostic: includes the producer's cache pollution) | 64 B |
-//! | `read/frame_size_polluted/64B` | 64 B frames, producer also writes 8 MiB of unrelated memory per frame (diagnostic) | `read/frame_size/8MiB` |
+//! | `read/frame_size_polluted/64B` | 64 B frames, producer also writes 8 MiB of unrelated memory per frame with cached stores (diagnostic) | `read/frame_size_cached/8MiB` |
 //!
 //! Rings live in a fresh temporary directory under `/dev/shm` (tmpfs, like
 //! the `/run/camux` hostPath), or under `std::env::temp_dir()` when there is
@@ -27,7 +29,7 @@
 //! `CAMUX_BENCH_QUIET=<seconds>` makes each benchmark first wait, up to that
 //! long, for the machine to be quiet. See `docs/BENCHMARKS.md`.
 
-use camux::ring::{RingOptions, StreamFormat};
+use camux::ring::{CopyStores, RingOptions, StreamFormat, STREAMING_MIN_BYTES};
 use camux::{FrameInfo, Published, Publisher, Subscriber};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use memmap2::{MmapMut, MmapOptions};
@@ -110,16 +112,21 @@ struct Ring {
 }
 
 fn ring(root: &Root, frame: usize, readers: u32, src: &[u8]) -> Ring {
+    ring_with(root, frame, readers, src, CopyStores::Auto)
+}
+
+fn ring_with(root: &Root, frame: usize, readers: u32, src: &[u8], stores: CopyStores) -> Ring {
     let dir = tempfile::Builder::new()
         .prefix("camux-bench-")
         .tempdir_in(&root.path)
         .expect("temporary ring directory");
-    let opts = RingOptions::new(
+    let mut opts = RingOptions::new(
         dir.path(),
         STREAM,
         StreamFormat::opaque(frame as u32),
         frame as u64,
     );
+    opts.copy_stores = stores;
     assert_eq!(
         opts.slots, SLOTS,
         "the baseline assumes the default slot count"
@@ -372,9 +379,19 @@ fn copy_vs_memcpy(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u8
             b.iter(|| black_box(r.publisher.publish(&info, black_box(data)).unwrap()))
         });
         bg.end(&format!("publish/copy/{l}"));
-        g.finish();
         r.assert_no_drops(&format!("publish/copy/{l}"));
         drop(r);
+        if size >= STREAMING_MIN_BYTES {
+            // The default streams frames this large; the cached path beside it.
+            let mut r = ring_with(root, size, 1, src, CopyStores::Cached);
+            g.bench_function(BenchmarkId::new("copy_cached", &l), |b| {
+                bg.begin();
+                b.iter(|| black_box(r.publisher.publish(&info, black_box(data)).unwrap()))
+            });
+            bg.end(&format!("publish/copy_cached/{l}"));
+            r.assert_no_drops(&format!("publish/copy_cached/{l}"));
+        }
+        g.finish();
 
         let mut shm = ShmSlots::new(root, stride, SLOTS);
         let mut g = c.benchmark_group("memcpy");
@@ -502,9 +519,21 @@ impl RemoteProducer {
         RemoteProducer { req, ack, thread }
     }
 
+    /// Asks for `k` frames and spins until they are published: a blocking
+    /// wait would let the reader's CPU go idle for as long as the batch
+    /// takes (about 2 ms of 8 MiB frames, 1 µs of 64 B ones), and the
+    /// receives timed after it would then pay for waking the core (on a VM,
+    /// for the vCPU being rescheduled), a cost that grows with frame size
+    /// without being the reader's work.
     fn publish(&self, k: u64) {
         self.req.send(k).expect("producer alive");
-        self.ack.recv().expect("producer alive");
+        loop {
+            match self.ack.try_recv() {
+                Ok(()) => return,
+                Err(mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+                Err(mpsc::TryRecvError::Disconnected) => panic!("producer gone"),
+            }
+        }
     }
 
     fn stop(self) -> Publisher {
@@ -601,6 +630,23 @@ fn read_frame_size(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u
         }
         drop(sub);
         drop(publisher);
+
+        if size >= STREAMING_MIN_BYTES {
+            // The default streams frames this large: the same with the
+            // producer's cached stores (diagnostic).
+            let Ring {
+                mut subs,
+                publisher,
+                _dir,
+            } = ring_with(root, size, 1, src, CopyStores::Cached);
+            let mut sub = subs.pop().expect("one reader");
+            let remote = RemoteProducer::start(publisher, src[..size].to_vec(), None, pinned);
+            bench_reads(&mut g, bg, ("frame_size_cached", &l), &mut sub, size, |k| {
+                remote.publish(k)
+            });
+            drop(sub);
+            drop(remote.stop());
+        }
     }
     unpin(reader_pin);
     g.finish();
@@ -746,21 +792,32 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
 
     let _ = writeln!(
         w,
-        "| size | publish/copy | memcpy/tmpfs | publish / memcpy |"
+        "| size | publish/copy | memcpy/tmpfs | publish / memcpy | publish/copy_cached | cached / memcpy |"
     );
-    let _ = writeln!(w, "| ---: | ---: | ---: | ---: |");
+    let _ = writeln!(w, "| ---: | ---: | ---: | ---: | ---: | ---: |");
     for &size in &COPY_SIZES {
         let l = label(size);
-        let (p, m) = (
+        let (p, m, c) = (
             get(&format!("publish/copy/{l}")),
             get(&format!("memcpy/tmpfs/{l}")),
+            get(&format!("publish/copy_cached/{l}")),
         );
         let _ = writeln!(
             w,
-            "| {l} | {} | {} | {} |",
+            "| {l} | {} | {} | {} | {} | {} |",
             cell(&p, Some(size)),
             cell(&m, Some(size)),
-            ratio_cell(&p, &m)
+            ratio_cell(&p, &m),
+            if c.is_some() {
+                cell(&c, Some(size))
+            } else {
+                "(= copy)".into()
+            },
+            if c.is_some() {
+                ratio_cell(&c, &m)
+            } else {
+                "".into()
+            },
         );
     }
 
@@ -790,11 +847,18 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     let _ = writeln!(w, "| --- | ---: | ---: | ---: |");
     for f in [
         "frame_size",
+        "frame_size_cached",
         "frame_size_same_thread",
         "frame_size_polluted",
     ] {
+        // 64 B frames are copied with cached stores in every mode.
+        let small = if f == "frame_size_cached" {
+            "frame_size"
+        } else {
+            f
+        };
         let (a, b) = (
-            get(&format!("read/{f}/64B")),
+            get(&format!("read/{small}/64B")),
             get(&format!("read/{f}/8MiB")),
         );
         let _ = writeln!(
@@ -861,16 +925,28 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     }
     let infos = [
         (
+            "read_cached(8MiB)/read(64B)",
+            "read/frame_size_cached/8MiB",
+            "read/frame_size/64B",
+            "the producer's 8 MiB copies with cached stores",
+        ),
+        (
+            "publish_cached(4MiB)/memcpy(4MiB)",
+            "publish/copy_cached/4MiB",
+            "memcpy/tmpfs/4MiB",
+            "the copy-in path with cached stores",
+        ),
+        (
             "read_polluted(64B)/read(64B)",
             "read/frame_size_polluted/64B",
             "read/frame_size/64B",
             "64 B frames plus 8 MiB of unrelated writes per frame",
         ),
         (
-            "read(8MiB)/read_polluted(64B)",
-            "read/frame_size/8MiB",
+            "read_cached(8MiB)/read_polluted(64B)",
+            "read/frame_size_cached/8MiB",
             "read/frame_size_polluted/64B",
-            "about 1: the reader pays for cache state, not frame size",
+            "about 1: with cached stores the reader pays for cache state, not frame size",
         ),
         (
             "read_same_thread(8MiB)/read_same_thread(64B)",

@@ -279,7 +279,7 @@ pub struct Frame {
     ring: Arc<RingMap>,
     lease: Arc<ReaderLease>,
     entry: usize,
-    slot: u32,
+    pub(crate) slot: u32,
     gap: Option<Gap>,
     skipped: u64,
 }

@@ -229,14 +229,22 @@ impl RingMap {
 
     /// Copies `bytes` into slot `slot`'s payload. Producer only, on a slot it
     /// has claimed (so no reader holds it and seqlock readers see WRITING).
-    pub(crate) fn write_payload(&self, slot: u32, bytes: &[u8]) {
+    /// With `streaming`, the copy uses non-temporal stores where the CPU has
+    /// them (x86_64) and ends with a store fence, so every payload byte is
+    /// globally visible before the commit's Release store of the stamp.
+    pub(crate) fn write_payload(&self, slot: u32, bytes: &[u8], streaming: bool) {
         assert!(self.writable && bytes.len() as u64 <= self.layout().geometry.max_frame_bytes);
+        let dst = self.payload_ptr(slot);
+        if streaming {
+            // SAFETY: as below; `dst` is page aligned (payload_offset is a
+            // multiple of the page size and the mapping starts on a page).
+            unsafe { copy_streaming(dst, bytes) };
+            return;
+        }
         // SAFETY: the destination is inside slot `slot` (checked length <=
         // max_frame_bytes <= slot_stride) and cannot overlap `bytes`, which a
         // caller cannot borrow from a claimed slot.
-        unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.payload_ptr(slot), bytes.len())
-        };
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
     }
 
     /// Pointer to slot `slot`'s payload (`slot_stride` bytes, page aligned).
@@ -318,6 +326,59 @@ impl RingWords for RingMap {
     fn claiming(&self) -> &AtomicU32 {
         &self.live().claiming
     }
+}
+
+/// Copies `src` to `dst` with non-temporal (streaming) stores, then fences.
+///
+/// A frame this large does not stay in the producer's caches anyway; writing
+/// it around them keeps the lines readers use (the ring's control words,
+/// descriptors and their own lease words) cached, and saves the read for
+/// ownership a cached store of a cold line costs. Readers that touch the
+/// payload fetch it from memory rather than from the last-level cache. The
+/// trailing `sfence` orders the weakly-ordered streaming stores before every
+/// later store, in particular the commit's Release store of the slot stamp
+/// (docs/FORMAT.md section 5.1). On other architectures: a plain copy.
+///
+/// # Safety
+/// `dst` is valid for `src.len()` bytes of writes, 16-byte aligned, and does
+/// not overlap `src`.
+unsafe fn copy_streaming(dst: *mut u8, src: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        debug_assert!((dst as usize).is_multiple_of(16));
+        let s = src.as_ptr();
+        let whole = src.len() / 64 * 64;
+        let mut o = 0;
+        while o < whole {
+            // SAFETY: o + 64 <= src.len(), so the four 16-byte loads are
+            // inside `src` (loadu: any alignment) and the four stores inside
+            // `dst`, 16-byte aligned because `dst` is and `o` is a multiple
+            // of 64. SSE2 is part of x86_64.
+            unsafe {
+                let a = _mm_loadu_si128(s.add(o) as *const __m128i);
+                let b = _mm_loadu_si128(s.add(o + 16) as *const __m128i);
+                let c = _mm_loadu_si128(s.add(o + 32) as *const __m128i);
+                let d = _mm_loadu_si128(s.add(o + 48) as *const __m128i);
+                _mm_stream_si128(dst.add(o) as *mut __m128i, a);
+                _mm_stream_si128(dst.add(o + 16) as *mut __m128i, b);
+                _mm_stream_si128(dst.add(o + 32) as *mut __m128i, c);
+                _mm_stream_si128(dst.add(o + 48) as *mut __m128i, d);
+            }
+            o += 64;
+        }
+        // SAFETY: the tail [whole, len) lies inside both buffers, which do
+        // not overlap (the caller's contract); sfence has no precondition.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.add(whole), dst.add(whole), src.len() - whole);
+            _mm_sfence();
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: the caller's contract (valid, non-overlapping).
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len())
+    };
 }
 
 /// Copies `dst.len()` bytes from shared memory with volatile reads, so the

@@ -33,8 +33,9 @@ pub use layout::{Geometry, Header, Layout, LayoutError, StreamFormat};
 pub use mem::{STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED};
 #[cfg(not(loom))]
 pub use publisher::{
-    CreateError, FrameInfo, Loan, Origin, PublishError, Published, Publisher, PublisherStats,
-    ReaderInfo, RingOptions, StreamLock, FLAG_ERROR, FLAG_KEYFRAME,
+    CopyStores, CreateError, FrameInfo, Loan, Origin, PublishError, Published, Publisher,
+    PublisherStats, ReaderInfo, RingOptions, StreamLock, FLAG_ERROR, FLAG_KEYFRAME,
+    STREAMING_MIN_BYTES,
 };
 
 use std::path::{Path, PathBuf};

@@ -103,6 +103,85 @@ pub struct RingOptions {
     /// Otherwise as [`allow_uids`](Self::allow_uids), which a reader must
     /// pass as well if it is given.
     pub allow_gids: Option<Vec<u32>>,
+    /// How [`Publisher::publish`] stores a frame's bytes (default
+    /// [`CopyStores::Auto`]). Loans are filled by their owner and are not
+    /// affected.
+    pub copy_stores: CopyStores,
+}
+
+/// How [`Publisher::publish`] writes a frame's bytes into its slot.
+///
+/// When a ring's slots are larger than the caches can keep, a cached copy
+/// reads every cold destination line before writing it (read for
+/// ownership) and, frame after frame, evicts what the readers' receives use
+/// (the ring's control words, the descriptors, the lease words). Streaming
+/// (non-temporal) stores write around the caches instead. The cost moves to
+/// readers that touch the payload right after it is published: they read it
+/// from memory, not from the last-level cache. `docs/BENCHMARKS.md` has the
+/// figures both ways.
+///
+/// ```
+/// use camux::ring::{CopyStores, RingOptions, StreamFormat};
+/// let mut opts = RingOptions::new("/run/camux", "cam0", StreamFormat::opaque(1 << 22), 1 << 22);
+/// opts.copy_stores = CopyStores::Cached; // readers touch every byte at once
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CopyStores {
+    /// Streaming stores for frames of at least [`STREAMING_MIN_BYTES`] when
+    /// the ring's payload area (slots x slot size) is larger than half the
+    /// CPU's last-level cache (read from sysfs when the publisher is
+    /// created; 16 MiB assumed if it cannot be read); cached stores
+    /// otherwise. A 1920x1080 YUYV ring of 8 slots (32 MiB) streams on a
+    /// 32 MiB cache; a 640x480 one (4.7 MiB) does not.
+    #[default]
+    Auto,
+    /// Always cached stores (a plain `memcpy`).
+    Cached,
+    /// Always streaming stores (where the CPU has them: x86_64; a plain copy
+    /// elsewhere).
+    Streaming,
+}
+
+/// The smallest frame [`CopyStores::Auto`] writes with streaming stores:
+/// 256 KiB.
+pub const STREAMING_MIN_BYTES: usize = 256 << 10;
+
+/// Last-level cache size assumed when sysfs does not tell.
+const DEFAULT_LLC_BYTES: u64 = 16 << 20;
+
+/// The largest cache of CPU 0, from
+/// `/sys/devices/system/cpu/cpu0/cache/index*/size` ("32768K", "2M").
+fn last_level_cache_bytes() -> Option<u64> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| {
+        let size = std::fs::read_to_string(e.ok()?.path().join("size")).ok()?;
+        parse_cache_size(size.trim())
+    })
+    .max()
+}
+
+/// "32768K" -> 32 MiB; "2M"; "512" (bytes).
+fn parse_cache_size(s: &str) -> Option<u64> {
+    let (digits, unit) = match s.as_bytes().last()? {
+        b'K' => (&s[..s.len() - 1], 1 << 10),
+        b'M' => (&s[..s.len() - 1], 1 << 20),
+        b'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(unit)
+}
+
+impl CopyStores {
+    /// The smallest frame written with streaming stores in a ring whose
+    /// payload area is `ring_payload_bytes`, on a CPU whose last-level cache
+    /// is `llc_bytes` (`usize::MAX`: none).
+    fn streaming_from(self, ring_payload_bytes: u64, llc_bytes: u64) -> usize {
+        match self {
+            CopyStores::Auto if ring_payload_bytes > llc_bytes / 2 => STREAMING_MIN_BYTES,
+            CopyStores::Auto | CopyStores::Cached => usize::MAX,
+            CopyStores::Streaming => 0,
+        }
+    }
 }
 
 impl RingOptions {
@@ -129,6 +208,7 @@ impl RingOptions {
             wait_for_lock: false,
             allow_uids: None,
             allow_gids: None,
+            copy_stores: CopyStores::Auto,
         }
     }
 
@@ -473,6 +553,8 @@ pub struct Publisher {
     ring_path: PathBuf,
     sock_path: PathBuf,
     lock: Arc<Flock<File>>,
+    /// Frames of at least this many bytes are copied with streaming stores.
+    streaming_from: usize,
 }
 
 impl Publisher {
@@ -617,6 +699,13 @@ impl Publisher {
         live.notify.fetch_add(1, Ordering::Release);
         ring.wake_all();
         let (lost_tx, lost_rx) = crossbeam_channel::unbounded();
+        let layout = ring.layout();
+        let streaming_from = opts.copy_stores.streaming_from(
+            layout
+                .slot_stride
+                .saturating_mul(u64::from(layout.geometry.slot_count)),
+            last_level_cache_bytes().unwrap_or(DEFAULT_LLC_BYTES),
+        );
         Ok(Publisher {
             stats: PublisherStats::default(),
             ring,
@@ -634,7 +723,26 @@ impl Publisher {
             ring_path,
             sock_path,
             lock,
+            streaming_from,
         })
+    }
+
+    /// Whether [`publish`](Self::publish) writes a frame of `len` bytes with
+    /// streaming stores ([`RingOptions::copy_stores`]).
+    ///
+    /// ```
+    /// use camux::ring::{CopyStores, RingOptions, StreamFormat};
+    /// use camux::Publisher;
+    /// let dir = tempfile::tempdir()?;
+    /// let mut opts = RingOptions::new(dir.path(), "s", StreamFormat::opaque(64), 64);
+    /// assert!(!Publisher::create(&opts)?.streams(64)); // a small ring: cached
+    /// opts.name = "t".into();
+    /// opts.copy_stores = CopyStores::Streaming;
+    /// assert!(Publisher::create(&opts)?.streams(64));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn streams(&self, len: usize) -> bool {
+        len >= self.streaming_from
     }
 
     /// Path of the ring file.
@@ -873,7 +981,8 @@ impl Publisher {
             Err(PublishError::NoFreeSlot) => return Ok(Published::Dropped),
             Err(e) => return Err(e),
         };
-        self.ring.write_payload(claim.slot, payload);
+        let streaming = self.streams(payload.len());
+        self.ring.write_payload(claim.slot, payload, streaming);
         let meta = self.meta(info, payload.len());
         Ok(Published::Seq(self.finish(
             claim,
@@ -1291,6 +1400,79 @@ mod tests {
 
     fn opts(dir: &Path) -> RingOptions {
         RingOptions::new(dir, "t", StreamFormat::opaque(64), 4096)
+    }
+
+    #[test]
+    fn cache_sizes_parse_as_sysfs_writes_them() {
+        assert_eq!(parse_cache_size("32768K"), Some(32 << 20));
+        assert_eq!(parse_cache_size("2M"), Some(2 << 20));
+        assert_eq!(parse_cache_size("512"), Some(512));
+        assert_eq!(parse_cache_size("1G"), Some(1 << 30));
+        for bad in ["", "K", "12Q", "-1K", "99999999999999999999G"] {
+            assert_eq!(parse_cache_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn auto_streams_only_rings_larger_than_half_the_cache() {
+        let llc = 32 << 20;
+        // 8 slots of 1920x1080 YUYV: 32 MiB > 16 MiB.
+        let fhd = 8 * (1920 * 1080 * 2 + 4096);
+        assert_eq!(
+            CopyStores::Auto.streaming_from(fhd, llc),
+            STREAMING_MIN_BYTES
+        );
+        // 8 slots of 640x480: 4.7 MiB fit.
+        assert_eq!(
+            CopyStores::Auto.streaming_from(8 * 614_400, llc),
+            usize::MAX
+        );
+        assert_eq!(CopyStores::Cached.streaming_from(fhd, llc), usize::MAX);
+        assert_eq!(CopyStores::Streaming.streaming_from(4096, llc), 0);
+    }
+
+    /// Every length around the 64-byte blocks and the tail, both store
+    /// kinds: the slot holds exactly the bytes given, nothing past them
+    /// changes, and readers see them.
+    #[test]
+    fn streaming_and_cached_copies_write_exactly_the_payload() {
+        for stores in [CopyStores::Streaming, CopyStores::Cached] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut o = opts(dir.path());
+            o.max_frame_bytes = 3 * 4096;
+            o.copy_stores = stores;
+            let mut p = Publisher::create(&o).unwrap();
+            assert_eq!(p.streams(1), stores == CopyStores::Streaming);
+            let mut sub = crate::Subscriber::open(dir.path(), "t").unwrap();
+            assert_eq!(p.wait_readers(1, Duration::from_secs(5)), 1);
+            let lens = (0..=130).chain([4095, 4096, 4097, 8191, 3 * 4096 - 1, 3 * 4096]);
+            for (i, len) in lens.enumerate() {
+                // First fill the slot past `len` with a marker, then publish
+                // `len` bytes into the same slot (the ring has 8 slots).
+                let fill = vec![0xEE; 3 * 4096];
+                for _ in 0..7 {
+                    p.publish(&FrameInfo::default(), &fill).unwrap();
+                }
+                let data: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+                p.publish(&FrameInfo::default(), &fill).unwrap();
+                for _ in 0..8 {
+                    sub.try_recv().unwrap();
+                }
+                let seq = match p.publish(&FrameInfo::default(), &data).unwrap() {
+                    Published::Seq(s) => s,
+                    other => panic!("{other:?}"),
+                };
+                let f = sub.try_recv().unwrap();
+                assert_eq!(f.seq(), seq);
+                assert_eq!(f.payload(), &data[..], "{stores:?} len {len}");
+                // SAFETY: the frame is held; 3 * 4096 is the slot capacity.
+                let whole = unsafe { p.ring.payload(f.slot, 3 * 4096) };
+                assert!(
+                    whole[len..].iter().all(|&b| b == 0xEE),
+                    "{stores:?} len {len}: wrote past the payload"
+                );
+            }
+        }
     }
 
     #[test]
