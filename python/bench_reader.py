@@ -41,31 +41,35 @@ import camux
 def cpu_ns():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return int((r.ru_utime + r.ru_stime) * 1e9)
-d, stream, n, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-sub = camux.Subscriber(stream, dir=d)
-print("registered", flush=True)
-frames = lagged = check = 0
-start = 0
-while frames + lagged < n:
-    try:
-        f = sub.recv()
-    except camux.RecvError as e:  # a stale producer, say: not fatal
-        if e.is_fatal:
-            raise
-        continue
-    check ^= f.seq ^ f.length
-    lagged += f.lagged
-    if kind == "np":
-        a = f.array()
-        del a
-    elif kind == "copy":
-        b = bytes(f)
-        check ^= b[100]
-    f.release()
-    frames += 1
-    if frames == 1:
-        start = cpu_ns()
-print(json.dumps({"frames": frames - 1, "cpu_ns": cpu_ns() - start, "lagged": lagged, "check": check}))
+# The loop runs in a function, as a consumer's would: at module level every
+# variable is a dict lookup, which cost 1-2 us per frame more here and
+# would be counted against the binding.
+def main(d, stream, n, kind):
+    sub = camux.Subscriber(stream, dir=d)
+    print("registered", flush=True)
+    frames = lagged = check = 0
+    start = 0
+    while frames + lagged < n:
+        try:
+            f = sub.recv()
+        except camux.RecvError as e:  # a stale producer, say: not fatal
+            if e.is_fatal:
+                raise
+            continue
+        check ^= f.seq ^ f.length
+        lagged += f.lagged
+        if kind == "np":
+            a = f.array()
+            del a
+        elif kind == "copy":
+            b = bytes(f)
+            check ^= b[100]
+        f.release()
+        frames += 1
+        if frames == 1:
+            start = cpu_ns()
+    print(json.dumps({"frames": frames - 1, "cpu_ns": cpu_ns() - start, "lagged": lagged, "check": check}))
+main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
 """
 
 
@@ -75,12 +79,13 @@ def camux_bin() -> str:
     return os.environ.get("CAMUX_BIN") or str(REPO / "target" / "debug" / "camux")
 
 
-def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: int) -> dict:
+def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: int,
+        copy: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="camux-bench-") as d:
         pub = subprocess.Popen(
             [camux_bin(), "publish", "--dir", d, "--stream", "b", "--width", str(width),
              "--height", str(height), "--fps", str(fps), "--frames", str(frames),
-             "--wait-readers", "1", "--linger", "30s"],
+             "--wait-readers", "1", "--linger", "30s"] + (["--copy"] if copy else []),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         assert pub.stdout is not None
@@ -111,7 +116,8 @@ def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: 
     return res
 
 
-def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: list[str]) -> dict:
+def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: list[str],
+             copy: bool = False) -> dict:
     rust_reader = os.environ.get("CAMUX_RUST_READER") or str(
         REPO / "capi" / "target" / "release" / "examples" / "rust_reader")
     readers = {
@@ -121,7 +127,7 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
         "python-copy": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "copy"],
         "camux-tail": [camux_bin(), "tail", "--dir", "{dir}", "b", "--count", str(n)],
     }
-    results = {k: run(k, readers[k], n, fps, width, height) for k in kinds}
+    results = {k: run(k, readers[k], n, fps, width, height, copy) for k in kinds}
     per = {k: r["cpu_us_per_frame"] for k, r in results.items()}
     ratios = {}
     if per.get("rust"):
@@ -130,6 +136,7 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
     if "python-copy" in per and per.get("python"):
         ratios["python-copy/python"] = per["python-copy"] / per["python"]
     return {"title": title, "frame": f"{width}x{height} YUYV", "fps": fps, "frames": n,
+            "publisher": "publish --copy" if copy else "publish (render into a loan)",
             "readers": results, "ratios": ratios}
 
 
@@ -142,6 +149,14 @@ def main() -> None:
     runs = [
         scenario("paced 1920x1080 (cold wake-ups)", args.frames, args.fps, 1920, 1080,
                  ["rust", "python", "python-np", "python-copy", "camux-tail"]),
+        # The same with the publisher copying each frame in (`publish --copy`,
+        # as the daemon's V4L2 MMAP path does): rendering 4 MB straight into
+        # a new slot each frame with cached stores evicts most of the
+        # readers' caches between frames, which a camera's DMA (USERPTR) or
+        # the streaming copy does not; the Python reader, with the larger
+        # working set, pays more for it.
+        scenario("paced 1920x1080, copy-in publisher", args.frames, args.fps, 1920, 1080,
+                 ["rust", "python", "python-np", "python-copy"], copy=True),
         # Frame size does not matter to a metadata-only reader; small frames
         # let even a debug publisher run at 1000 fps, so each wake-up finds
         # the reader's caches warm.
@@ -160,7 +175,7 @@ def main() -> None:
     m = out["machine"]
     print(f"{m['cpus']} CPUs, load {m['load'][0]:.2f}, Python {m['python']}, publisher {out['publisher']}")
     for r in runs:
-        print(f"{r['title']}: {r['frame']} at {r['fps']:g} fps, {r['frames']} frames per reader")
+        print(f"{r['title']}: {r['frame']} at {r['fps']:g} fps, {r['frames']} frames per reader, {r['publisher']}")
         for k, v in r["readers"].items():
             print(f"  {k:12} {v['cpu_us_per_frame']:9.2f} us CPU/frame  (lagged {v['lagged']})")
         for k, v in r["ratios"].items():

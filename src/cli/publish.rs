@@ -310,6 +310,13 @@ pub struct PublishArgs {
     /// (standby for a rolling update) instead of failing.
     #[arg(long)]
     pub wait_lock: bool,
+    /// Render each synthetic frame into a private buffer and publish it by
+    /// copy (Publisher::publish, as the daemon's V4L2 MMAP fallback does),
+    /// instead of rendering straight into a loaned slot. The buffer is the
+    /// same every frame, so the render stays in cache; the copy into the
+    /// ring uses the library's default stores.
+    #[arg(long, conflicts_with_all = ["v4l2", "file", "sensor"])]
+    pub copy: bool,
     /// Test pattern: draw a QR code carrying TEXT in the bottom-right corner
     /// of every frame (examples/qr.rs decodes it); the stamp still verifies.
     #[arg(long, value_name = "TEXT", conflicts_with_all = ["v4l2", "file", "sensor"])]
@@ -613,6 +620,28 @@ pub fn publish_one(
     Ok(Some(got))
 }
 
+/// Renders frame `publisher.next_seq()` into `buf` and publishes a copy of
+/// it (`Publisher::publish`). `Ok(None)` when every slot was held.
+pub fn publish_copy(
+    publisher: &mut Publisher,
+    source: &Synthetic,
+    info: &FrameInfo<'_>,
+    buf: &mut [u8],
+) -> anyhow::Result<Option<u64>> {
+    let seq = publisher.next_seq();
+    let len = source.render(seq, buf).context("cannot render the frame")?;
+    match publisher
+        .publish(info, &buf[..len])
+        .context("cannot publish the frame")?
+    {
+        Published::Seq(got) => {
+            debug_assert_eq!(got, seq);
+            Ok(Some(got))
+        }
+        Published::Dropped => Ok(None),
+    }
+}
+
 /// Runs `camux publish`.
 pub fn run(args: PublishArgs) -> anyhow::Result<Status> {
     signal::install()?;
@@ -655,6 +684,7 @@ fn run_synthetic(args: &PublishArgs) -> anyhow::Result<Status> {
     let mut published = 0u64;
     let mut captured = 0u64;
     let mut failure = None;
+    let mut copy_buf = args.copy.then(|| vec![0u8; source.frame_bytes()]);
     while !args.done(published, deadline) {
         pacer.wait();
         // Checked again after the sleep, which may have passed the deadline.
@@ -663,7 +693,11 @@ fn run_synthetic(args: &PublishArgs) -> anyhow::Result<Status> {
         }
         captured += 1;
         let info = super::common::captured_now(captured);
-        match publish_one(&mut publisher, &source, &info) {
+        let one = match &mut copy_buf {
+            Some(buf) => publish_copy(&mut publisher, &source, &info, buf),
+            None => publish_one(&mut publisher, &source, &info),
+        };
+        match one {
             Ok(Some(_)) => published += 1,
             Ok(None) => {}
             Err(e) => {
