@@ -621,7 +621,7 @@ impl V4l2IoMode {
     deny_unknown_fields,
     rename_all = "snake_case",
     expecting = "ring options: a mapping of `slots`, `max_frame_bytes`, `hold_limit`, \
-                 `hold_timeout`, `heartbeat`, `max_readers`"
+                 `hold_timeout`, `heartbeat`, `max_readers`, `copy_stores`"
 )]
 pub struct RingConfig {
     /// Slots for readers (default 8, 1 to [`MAX_SLOTS`] together with a
@@ -652,6 +652,16 @@ pub struct RingConfig {
     /// Readers registered at once (default 64, 1 to [`MAX_READERS`]).
     #[serde(deserialize_with = "de_max_readers")]
     pub max_readers: u32,
+    /// How a frame copied into the ring is stored (a V4L2 source in MMAP
+    /// mode, a file or sensor source): `auto` (default: streaming stores
+    /// for large frames in rings larger than half the last-level cache),
+    /// `cached` (when every reader touches the whole frame at once) or
+    /// `streaming`. See [`CopyStores`](crate::ring::CopyStores).
+    #[serde(
+        deserialize_with = "de_copy_stores",
+        serialize_with = "ser_copy_stores"
+    )]
+    pub copy_stores: crate::ring::CopyStores,
 }
 
 impl Default for RingConfig {
@@ -663,6 +673,7 @@ impl Default for RingConfig {
             hold_timeout: Duration::from_secs(5),
             heartbeat: Duration::from_millis(200),
             max_readers: 64,
+            copy_stores: crate::ring::CopyStores::Auto,
         }
     }
 }
@@ -1804,6 +1815,16 @@ const IO: Rule<V4l2IoMode> = Rule {
     },
 };
 
+const COPY_STORES: Rule<crate::ring::CopyStores> = Rule {
+    expecting: "one of auto, cached, streaming",
+    check: |s| match s {
+        Scalar::Str("auto") => Ok(crate::ring::CopyStores::Auto),
+        Scalar::Str("cached") => Ok(crate::ring::CopyStores::Cached),
+        Scalar::Str("streaming") => Ok(crate::ring::CopyStores::Streaming),
+        _ => Err(Reject::Expected),
+    },
+};
+
 const FILE_KIND: Rule<FileKind> = Rule {
     expecting: "one of auto, y4m, raw",
     check: |s| match s {
@@ -1841,6 +1862,7 @@ de_with!(de_hold_limit, HOLD_LIMIT, u32);
 de_with!(de_hold_timeout, HOLD_TIMEOUT, Duration);
 de_with!(de_heartbeat, HEARTBEAT, Duration);
 de_with!(de_max_readers, MAX_READERS_RULE, u32);
+de_with!(de_copy_stores, COPY_STORES, crate::ring::CopyStores);
 de_with!(de_mode, MODE, u32);
 de_with!(de_group, some GROUP, String);
 
@@ -1972,6 +1994,14 @@ fn duration_text(d: Duration) -> String {
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&duration_text(*d))
+}
+
+fn ser_copy_stores<S: Serializer>(c: &crate::ring::CopyStores, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match c {
+        crate::ring::CopyStores::Auto => "auto",
+        crate::ring::CopyStores::Cached => "cached",
+        crate::ring::CopyStores::Streaming => "streaming",
+    })
 }
 
 fn ser_mode<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
@@ -2811,6 +2841,7 @@ streams:
       hold_timeout: 1.5m
       heartbeat: 50ms
       max_readers: 8
+      copy_stores: streaming
     access:
       ring_mode: "0640"
       socket_mode: 0o660
@@ -2860,6 +2891,7 @@ streams:
                         hold_timeout: Duration::from_secs(90),
                         heartbeat: Duration::from_millis(50),
                         max_readers: 8,
+                        copy_stores: crate::ring::CopyStores::Streaming,
                     },
                     access: AccessConfig {
                         ring_mode: 0o640,
@@ -3001,7 +3033,7 @@ streams:
         assert_eq!(
             e.message,
             "unknown field `slotz`, expected one of `slots`, `max_frame_bytes`, `hold_limit`, \
-             `hold_timeout`, `heartbeat`, `max_readers`"
+             `hold_timeout`, `heartbeat`, `max_readers`, `copy_stores`"
         );
         assert!(e
             .display
@@ -3428,6 +3460,28 @@ streams:
             (at(&text, "yuv"), "streams[0].source.format")
         );
         assert!(e.message.contains("rgb24"), "{}", e.message);
+    }
+
+    #[test]
+    fn copy_stores_is_read_and_checked() {
+        let text = one(SYNTHETIC, "    ring:\n      copy_stores: cached\n");
+        let cfg = parse(&text, "daemon.yaml".as_ref()).unwrap();
+        assert_eq!(
+            cfg.streams[0].ring.copy_stores,
+            crate::ring::CopyStores::Cached
+        );
+        let text = one(SYNTHETIC, "    ring:\n      copy_stores: nontemporal\n");
+        let e = bad(&text);
+        assert_eq!(e.at(), at(&text, "nontemporal"));
+        assert_eq!(e.field, "streams[0].ring.copy_stores");
+        assert_eq!(
+            e.message,
+            "expected one of auto, cached, streaming, found \"nontemporal\""
+        );
+        assert_eq!(
+            RingConfig::default().copy_stores,
+            crate::ring::CopyStores::Auto
+        );
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub struct RingOptions {
 /// let mut opts = RingOptions::new("/run/camux", "cam0", StreamFormat::opaque(1 << 22), 1 << 22);
 /// opts.copy_stores = CopyStores::Cached; // readers touch every byte at once
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum CopyStores {
     /// Streaming stores for frames of at least [`STREAMING_MIN_BYTES`] when
     /// the ring's payload area (slots x slot size) is larger than half the
