@@ -343,6 +343,17 @@ pub enum PublishError {
     /// The loan belongs to another ring (a publisher that was re-created).
     #[error("loan belongs to another ring")]
     ForeignLoan,
+    /// The publisher's registration (control) thread has ended, which only
+    /// a bug in it can cause: new readers could not register and a crashed
+    /// reader's holds would not be released. Every publish, loan and claim
+    /// fails from then on; drop the publisher and create it again (readers
+    /// carry on as across a producer restart). The daemon does this by
+    /// itself: the stream restarts.
+    #[error(
+        "the ring's registration thread has stopped (new readers cannot register); \
+         the publisher must be re-created"
+    )]
+    ControlStopped,
 }
 
 /// Per-frame metadata the caller supplies; what it leaves at default is
@@ -555,6 +566,8 @@ pub struct Publisher {
     lock: Arc<Flock<File>>,
     /// Frames of at least this many bytes are copied with streaming stores.
     streaming_from: usize,
+    /// The control thread has ended (its event channel disconnected).
+    control_lost: bool,
 }
 
 impl Publisher {
@@ -724,6 +737,7 @@ impl Publisher {
             sock_path,
             lock,
             streaming_from,
+            control_lost: false,
         })
     }
 
@@ -779,8 +793,16 @@ impl Publisher {
     /// Takes in reader registrations and returned loans (cheap when idle:
     /// two channel polls).
     fn apply_events(&mut self) {
-        while let Ok(ev) = self.events.try_recv() {
-            self.apply_event(ev);
+        loop {
+            match self.events.try_recv() {
+                Ok(ev) => self.apply_event(ev),
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                // The control thread holds the only sender: it has ended.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.control_lost = true;
+                    break;
+                }
+            }
         }
         while let Ok(slot) = self.lost_rx.try_recv() {
             self.core.abandon(&*self.ring, Claim { slot });
@@ -819,6 +841,9 @@ impl Publisher {
 
     fn claim(&mut self) -> Result<Claim, PublishError> {
         self.apply_events();
+        if self.control_lost {
+            return Err(PublishError::ControlStopped);
+        }
         // Only for the hold timeout and the quarantine deadline (seconds and
         // hundreds of ms): the coarse clock is plenty and far cheaper.
         let now = mono_coarse_ns();
@@ -1400,6 +1425,26 @@ mod tests {
 
     fn opts(dir: &Path) -> RingOptions {
         RingOptions::new(dir, "t", StreamFormat::opaque(64), 4096)
+    }
+
+    /// A control thread that ends (here: stopped; a panic in it ends it
+    /// the same way) is noticed at the next claim, and every publish fails
+    /// from then on instead of going on without registrations.
+    #[test]
+    fn an_ended_control_thread_fails_publishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Publisher::create(&opts(dir.path())).unwrap();
+        p.publish(&FrameInfo::default(), b"x").unwrap();
+        drop(p.control.take());
+        for _ in 0..2 {
+            assert_eq!(
+                p.publish(&FrameInfo::default(), b"x"),
+                Err(PublishError::ControlStopped)
+            );
+            assert!(matches!(p.loan(), Err(PublishError::ControlStopped)));
+        }
+        assert_eq!(p.stats().published, 1);
+        assert_eq!(p.stats().dropped, 0, "a refused frame is not a drop");
     }
 
     #[test]
