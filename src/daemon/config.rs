@@ -1818,9 +1818,7 @@ const IO: Rule<V4l2IoMode> = Rule {
 const COPY_STORES: Rule<crate::ring::CopyStores> = Rule {
     expecting: "one of auto, cached, streaming",
     check: |s| match s {
-        Scalar::Str("auto") => Ok(crate::ring::CopyStores::Auto),
-        Scalar::Str("cached") => Ok(crate::ring::CopyStores::Cached),
-        Scalar::Str("streaming") => Ok(crate::ring::CopyStores::Streaming),
+        Scalar::Str(name) => crate::ring::CopyStores::from_name(name).ok_or(Reject::Expected),
         _ => Err(Reject::Expected),
     },
 };
@@ -1997,11 +1995,7 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 fn ser_copy_stores<S: Serializer>(c: &crate::ring::CopyStores, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match c {
-        crate::ring::CopyStores::Auto => "auto",
-        crate::ring::CopyStores::Cached => "cached",
-        crate::ring::CopyStores::Streaming => "streaming",
-    })
+    s.serialize_str(c.name())
 }
 
 fn ser_mode<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {

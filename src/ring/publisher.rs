@@ -172,6 +172,31 @@ fn parse_cache_size(s: &str) -> Option<u64> {
 }
 
 impl CopyStores {
+    /// Every variant, in the order of their names in messages.
+    pub const ALL: [CopyStores; 3] = [CopyStores::Auto, CopyStores::Cached, CopyStores::Streaming];
+
+    /// The name configs and command lines use: `auto`, `cached`,
+    /// `streaming`.
+    ///
+    /// ```
+    /// use camux::ring::CopyStores;
+    /// assert_eq!(CopyStores::Cached.name(), "cached");
+    /// assert_eq!(CopyStores::from_name("streaming"), Some(CopyStores::Streaming));
+    /// assert_eq!(CopyStores::from_name("fast"), None);
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyStores::Auto => "auto",
+            CopyStores::Cached => "cached",
+            CopyStores::Streaming => "streaming",
+        }
+    }
+
+    /// The variant called `name` (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<CopyStores> {
+        CopyStores::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The smallest frame written with streaming stores in a ring whose
     /// payload area is `ring_payload_bytes`, on a CPU whose last-level cache
     /// is `llc_bytes` (`usize::MAX`: none).
