@@ -1517,14 +1517,13 @@ mod tests {
             assert_eq!(p.wait_readers(1, Duration::from_secs(5)), 1);
             let lens = (0..=130).chain([4095, 4096, 4097, 8191, 3 * 4096 - 1, 3 * 4096]);
             for (i, len) in lens.enumerate() {
-                // First fill the slot past `len` with a marker, then publish
-                // `len` bytes into the same slot (the ring has 8 slots).
+                // Fill all 8 slots with a marker, then publish `len` bytes
+                // into the oldest of them.
                 let fill = vec![0xEE; 3 * 4096];
-                for _ in 0..7 {
+                for _ in 0..8 {
                     p.publish(&FrameInfo::default(), &fill).unwrap();
                 }
                 let data: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
-                p.publish(&FrameInfo::default(), &fill).unwrap();
                 for _ in 0..8 {
                     sub.try_recv().unwrap();
                 }
