@@ -554,14 +554,25 @@ fn request(
         None,
     )
     .map_err(io)?;
-    let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(timeout.as_millis().min(i32::MAX as u128) as i32)
-        .unwrap_or(PollTimeout::MAX);
-    if poll(&mut pfd, ms).map_err(io)? == 0 {
-        return Err(HandshakeError::Timeout {
-            path: path.to_owned(),
-            timeout,
-        });
+    // A signal (SIGCHLD, a Python handler's, a profiler's) interrupts the
+    // wait with EINTR, never restarted for poll: wait again for what is left.
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut pfd = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut pfd, ms) {
+            Ok(0) => {
+                return Err(HandshakeError::Timeout {
+                    path: path.to_owned(),
+                    timeout,
+                })
+            }
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io(e).into()),
+        }
     }
     let mut buf = vec![0u8; MSG_BYTES + RECORD_BYTES * 1024];
     let (n, fds) = recv_with_fds(sock.as_fd(), &mut buf)?;
@@ -1041,5 +1052,102 @@ impl Server {
             lease,
         });
         self.publish_reader_count();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    /// The syscall thread `tid` of this process is blocked in, from
+    /// `/proc/self/task/<tid>/syscall` (`None` while it runs).
+    fn blocked_in(tid: libc::pid_t) -> Option<i64> {
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Whether thread `tid` sleeps in poll (7) or ppoll (271).
+    fn in_poll(tid: libc::pid_t) -> bool {
+        matches!(blocked_in(tid), Some(7 | 271))
+    }
+
+    /// How many times thread `tid` has gone to sleep.
+    fn sleeps(tid: libc::pid_t) -> Option<u64> {
+        let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// A signal that lands while a reader waits for the producer's reply
+    /// does not fail the handshake: the wait goes on for what is left.
+    #[test]
+    fn a_signal_during_the_handshake_wait_is_not_an_error() {
+        // SIGUSR1 runs a no-op handler (no SA_RESTART: poll would not be
+        // restarted anyway); it is sent to the client thread only.
+        let handler = SigAction::new(
+            SigHandler::Handler(ignore),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler does nothing, so it is async-signal-safe.
+        unsafe { sigaction(Signal::SIGUSR1, &handler) }.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sock");
+        let listener = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(listener.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+        listen(&listener, Backlog::new(4).unwrap()).unwrap();
+
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let client_path = path.clone();
+        let client = std::thread::spawn(move || {
+            // SAFETY: gettid and pthread_self have no preconditions.
+            tid_tx
+                .send((unsafe { libc::gettid() }, unsafe { libc::pthread_self() }))
+                .unwrap();
+            inspect_readers(&client_path, Duration::from_secs(20))
+        });
+        let (tid, pthread) = tid_rx.recv().unwrap();
+        let conn = nix::sys::socket::accept(listener.as_raw_fd()).unwrap();
+        // SAFETY: accept returned a new descriptor that nothing else owns.
+        let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+        let mut hello = [0u8; MSG_BYTES];
+        assert!(
+            nix::sys::socket::recv(conn.as_raw_fd(), &mut hello, MsgFlags::empty()).unwrap() > 0
+        );
+        // Wait until the client sleeps in poll, then interrupt it there.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let waiting = |what| {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
+        };
+        while !in_poll(tid) {
+            waiting("the client never waited in poll");
+        }
+        let before = sleeps(tid).expect("the client's context switches");
+        // SAFETY: `pthread` is the client thread, alive until joined below.
+        assert_eq!(unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) }, 0);
+        // A reply sent now could be seen before the signal: wait until the
+        // interrupted client sleeps in poll again, or has given up.
+        while !(client.is_finished() || in_poll(tid) && sleeps(tid).is_some_and(|n| n > before)) {
+            waiting("the client did not wait again");
+        }
+        // Then a reply that is not an inspection: the client must get that
+        // far, not stop at the interrupted wait.
+        nix::sys::socket::send(conn.as_raw_fd(), b"not a reply", MsgFlags::empty()).unwrap();
+        match client.join().unwrap() {
+            Err(HandshakeError::Protocol(_)) => {}
+            other => panic!("the handshake ended with {other:?}, not at the reply"),
+        }
     }
 }
