@@ -578,9 +578,9 @@ fn a_recording_lives_under_a_temporary_name_until_it_is_complete() {
     let sidecar_partial = d
         .path()
         .join(format!(".long.y4m.json.{}.partial", rec.pid()));
-    // Made when the first frame arrives, just before it is written.
-    poll_until(|| partial.exists().then_some(()));
-    assert!(sidecar_partial.exists());
+    // Made when the first frame arrives, just before it is written: the
+    // recording first, the sidecar a moment after it.
+    poll_until(|| (partial.exists() && sidecar_partial.exists()).then_some(()));
     assert!(
         !out.exists(),
         "the final name exists before the recording is complete"
