@@ -30,7 +30,9 @@ With --verify every frame's stamp is checked (the synthetic source stamps
 each frame with its sequence number and a checksum): the payload must match
 its checksum, the stamped seq must equal the ring's seq, and the frame must
 still be intact after it was read. The first failure prints a \"torn\" event
-and the summary and exits with status 3.
+and the summary and exits with status 3. A frame the producer revoked while
+it was being read (its hold timed out: a reader stopped for that long) is
+not judged: its line says \"verified\":null and a \"revoked\" event follows.
 
 --json prints JSON lines instead:
   {\"seq\":N,\"epoch\":N,\"driver_seq\":N,\"capture_mono_ns\":N,\"capture_real_ns\":N,
@@ -228,15 +230,29 @@ pub fn check_stamp(seq: u64, payload: &[u8]) -> Result<(), Torn> {
     }
 }
 
-fn check(frame: &Frame) -> Result<(), Torn> {
-    check_stamp(frame.seq(), frame.payload())?;
-    if frame.is_intact() {
-        Ok(())
-    } else {
-        Err(Torn {
-            stamped_seq: None,
-            error: "the frame was revoked (overwritten) while it was being read".into(),
-        })
+/// The verdict on one frame's bytes.
+enum Verdict {
+    /// Stamp and checksum match, and the frame was intact after the read.
+    Verified,
+    /// The producer revoked the frame (its hold timed out) while it was
+    /// being read: the bytes mean nothing, and the reader was told, as
+    /// property 3 promises. Not a torn frame.
+    Revoked,
+    /// The bytes do not match although the frame was intact: a torn frame.
+    Torn(Torn),
+}
+
+fn check(frame: &Frame) -> Verdict {
+    let stamp = check_stamp(frame.seq(), frame.payload());
+    // Asked after the read, before the stamp is judged: a frame revoked
+    // mid-read (a reader stopped for longer than the hold timeout) fails its
+    // checksum, and that is the revocation, not a tear.
+    if !frame.is_intact() {
+        return Verdict::Revoked;
+    }
+    match stamp {
+        Ok(()) => Verdict::Verified,
+        Err(torn) => Verdict::Torn(torn),
     }
 }
 
@@ -446,7 +462,11 @@ pub fn run(args: TailArgs) -> anyhow::Result<Status> {
             len: meta.len,
             latency_us: json::us(latency_ns),
             skipped: frame.skipped(),
-            verified: verdict.as_ref().map(Result::is_ok),
+            verified: match &verdict {
+                Some(Verdict::Verified) => Some(true),
+                Some(Verdict::Torn(_)) => Some(false),
+                Some(Verdict::Revoked) | None => None,
+            },
             gap_ms: gap.map(|g| g.downtime.as_secs_f64() * 1e3),
             stride: meta.format.strides[0],
             flags: meta.flags,
@@ -460,8 +480,12 @@ pub fn run(args: TailArgs) -> anyhow::Result<Status> {
         printer.frame(&line, pending_lag)?;
         pending_lag = 0;
         match verdict {
-            Some(Ok(())) => summary.verified += 1,
-            Some(Err(torn)) => {
+            Some(Verdict::Verified) => summary.verified += 1,
+            Some(Verdict::Revoked) => {
+                summary.revoked += 1;
+                printer.event(&Event::Revoked { seq: meta.seq })?;
+            }
+            Some(Verdict::Torn(torn)) => {
                 summary.torn += 1;
                 printer.event(&Event::Torn {
                     seq: meta.seq,
