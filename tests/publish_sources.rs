@@ -338,38 +338,36 @@ fn looping_replay_counts_its_passes() {
 /// byte for byte what the test pattern renders for each seq.
 #[test]
 fn test_pattern_waits_for_its_reader() {
-    let _serial = serial();
-    let wd = Watchdog::new("test_pattern_waits_for_its_reader", Duration::from_secs(60));
-    let d = Dir::new("pattern-wait");
-    let mut p = spawn_publish(
-        "publish-pattern",
-        &d,
-        &format!("--format GREY --width 64 --height 48 --frames 6 --flat {EVERY_FRAME}"),
-    );
-    assert_eq!(p.wait_event("ready")["source"], "synthetic");
-    read_all(&d, &wd, &frames(FourCc::GREY, 64, 48, 6), true);
-    wd.phase("producer stops after --frames");
-    let stopped = stopped_cleanly(&mut p);
-    assert_eq!(u64_of(&stopped, "published"), 6, "{stopped}");
+    six_pattern_frames_reach_a_reader("test_pattern_waits_for_its_reader", FourCc::GREY, "");
 }
 
 /// `--copy` renders into a private buffer and publishes by copy: readers
 /// get the same bytes as from the loan path, stamps verified.
 #[test]
 fn copy_mode_publishes_the_same_frames() {
-    let _serial = serial();
-    let wd = Watchdog::new(
+    six_pattern_frames_reach_a_reader(
         "copy_mode_publishes_the_same_frames",
-        Duration::from_secs(60),
+        FourCc::YUYV,
+        "--copy",
     );
-    let d = Dir::new("pattern-copy");
+}
+
+/// `camux publish` of 6 test-pattern frames of 64x48 `fourcc` (plus
+/// `extra` arguments): a reader gets them byte for byte, stamps verified,
+/// and the producer stops by itself having published 6.
+fn six_pattern_frames_reach_a_reader(test: &str, fourcc: FourCc, extra: &str) {
+    let _serial = serial();
+    let wd = Watchdog::new(test, Duration::from_secs(60));
+    let d = Dir::new(test);
     let mut p = spawn_publish(
-        "publish-copy",
+        test,
         &d,
-        &format!("--format YUYV --width 64 --height 48 --frames 6 --flat --copy {EVERY_FRAME}"),
+        &format!(
+            "--format {fourcc} --width 64 --height 48 --frames 6 --flat {extra} {EVERY_FRAME}"
+        ),
     );
     assert_eq!(p.wait_event("ready")["source"], "synthetic");
-    read_all(&d, &wd, &frames(FourCc::YUYV, 64, 48, 6), true);
+    read_all(&d, &wd, &frames(fourcc, 64, 48, 6), true);
     wd.phase("producer stops after --frames");
     let stopped = stopped_cleanly(&mut p);
     assert_eq!(u64_of(&stopped, "published"), 6, "{stopped}");
