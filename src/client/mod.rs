@@ -20,7 +20,7 @@ pub use asynch::AsyncSubscriber;
 
 use crate::ring::layout::{LayoutError, StreamFormat, USER_META_BYTES};
 use crate::ring::mem::{LeaseMap, MapError, RingMap, STATE_LIVE, STATE_SUPERSEDED};
-use crate::ring::protocol::{self, Hold, LeaseWords, RingWords};
+use crate::ring::protocol::{self, Held, Hold, LeaseWords, RingWords};
 use crate::ring::socket::{connect_reader, HandshakeError, REJECT_FULL, REJECT_LEASE};
 use crate::ring::{mono_ns, paths, Header};
 use crate::sync::atomic::{AtomicU32, Ordering};
@@ -279,7 +279,7 @@ pub struct Frame {
     ring: Arc<RingMap>,
     lease: Arc<ReaderLease>,
     entry: usize,
-    pub(crate) slot: u32,
+    pub(crate) held: Held,
     gap: Option<Gap>,
     skipped: u64,
 }
@@ -297,16 +297,15 @@ impl Frame {
 
     /// The payload, in the shared mapping (no copy).
     pub fn payload(&self) -> &[u8] {
-        // SAFETY: `slot` < slot count and `meta.len` <= max_frame_bytes were
-        // validated when the frame was received; the frame is held via
-        // `entry` until `self` drops (the revocation caveat is the type's doc).
-        unsafe { self.ring.payload(self.slot, self.meta.len) }
+        // `meta.len` <= max_frame_bytes was validated at receipt; the hold
+        // lasts until `self` drops (the revocation caveat is the type's doc).
+        self.ring.held_payload(&self.held, self.meta.len)
     }
 
     /// Whether the frame is still exactly as published (not revoked). A
     /// seqlock check: one fence and one load.
     pub fn is_intact(&self) -> bool {
-        protocol::still_intact(&*self.ring, self.slot, self.meta.seq)
+        protocol::still_intact(&*self.ring, self.held.slot(), self.meta.seq)
     }
 
     /// Set on the first frame after a producer restart.
@@ -330,7 +329,7 @@ impl std::fmt::Debug for Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Frame")
             .field("meta", &self.meta)
-            .field("slot", &self.slot)
+            .field("slot", &self.held.slot())
             .field("gap", &self.gap)
             .finish()
     }
@@ -686,7 +685,7 @@ impl Subscriber {
             Mode::EveryFrame => self.step_every(hold),
             Mode::LatestOnly => self.step_latest(hold),
         };
-        let (slot, seq, skipped) = match got {
+        let (held, seq, skipped) = match got {
             Ok(Some(x)) => x,
             Ok(None) => {
                 lease.give(entry);
@@ -697,7 +696,7 @@ impl Subscriber {
                 return Err(e);
             }
         };
-        let raw = self.ring.read_meta(slot);
+        let raw = self.ring.read_meta(held.slot());
         if let Err(e) = raw.validate(seq, self.ring.layout()) {
             protocol::release(hold);
             lease.give(entry);
@@ -745,7 +744,7 @@ impl Subscriber {
             ring: self.ring.clone(),
             lease,
             entry,
-            slot,
+            held,
             gap,
             skipped,
         }))
@@ -754,12 +753,12 @@ impl Subscriber {
     fn step_every(
         &mut self,
         hold: &crate::sync::atomic::AtomicU64,
-    ) -> Result<Option<(u32, u64, u64)>, RecvError> {
+    ) -> Result<Option<(Held, u64, u64)>, RecvError> {
         let seq = self.next;
         match protocol::try_hold(&*self.ring, hold, seq) {
-            Hold::Held(slot) => {
+            Hold::Held(held) => {
                 self.next = seq.saturating_add(1);
-                Ok(Some((slot, seq, 0)))
+                Ok(Some((held, seq, 0)))
             }
             // Busy: the producer is deciding about this slot or handing
             // over; the next notification tells.
@@ -794,7 +793,7 @@ impl Subscriber {
     fn step_latest(
         &mut self,
         hold: &crate::sync::atomic::AtomicU64,
-    ) -> Result<Option<(u32, u64, u64)>, RecvError> {
+    ) -> Result<Option<(Held, u64, u64)>, RecvError> {
         // A few tries: the head can move on between the load and the hold.
         for _ in 0..8 {
             let head = self.ring.head().load(Ordering::Acquire);
@@ -802,10 +801,10 @@ impl Subscriber {
                 return Ok(None);
             }
             match protocol::try_hold(&*self.ring, hold, head) {
-                Hold::Held(slot) => {
+                Hold::Held(held) => {
                     let skipped = head - self.next;
                     self.next = head.saturating_add(1);
-                    return Ok(Some((slot, head, skipped)));
+                    return Ok(Some((held, head, skipped)));
                 }
                 Hold::Busy => return Ok(None),
                 Hold::Gone | Hold::NotYet => {

@@ -14,20 +14,21 @@ use crate::ring::layout::{
 use crate::ring::mem::{LeaseMap, MapError, RingMap, LEASE_BYTES};
 use crate::ring::protocol::{self, Hold, LeaseWords, RingWords};
 use crate::ring::socket::{
-    connect_reader, decode_inspect, encode_inspect, inspect_readers, HandshakeError, Hello,
-    HelloKind, Reject, Reply, Welcome, MSG_BYTES, RECORD_BYTES, REJECT_FULL, REJECT_INTERNAL,
+    connect_reader, decode_inspect, encode_inspect, inspect_readers, recv_packet, HandshakeError,
+    Hello, HelloKind, Reject, Reply, Welcome, MSG_BYTES, RECORD_BYTES, REJECT_FULL,
+    REJECT_INTERNAL,
 };
 use crate::ring::{FrameInfo, Published, Publisher, RingOptions, StreamFormat};
 use crate::sync::atomic::{AtomicU64, Ordering};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    connect, recvmsg, sendmsg, shutdown, socket, AddressFamily, ControlMessage,
-    ControlMessageOwned, MsgFlags, Shutdown, SockFlag, SockType, UnixAddr,
+    connect, sendmsg, shutdown, socket, AddressFamily, ControlMessage, MsgFlags, Shutdown,
+    SockFlag, SockType, UnixAddr,
 };
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -185,7 +186,8 @@ fn read_one(ring: &RingMap, seq: u64, base: usize, file_len: u64) {
     let l = *ring.layout();
     let entry = AtomicU64::new(0);
     match protocol::try_hold(ring, &entry, seq) {
-        Hold::Held(slot) => {
+        Hold::Held(held) => {
+            let slot = held.slot();
             assert!(
                 slot < l.geometry.slot_count,
                 "held slot {slot} out of range"
@@ -196,11 +198,7 @@ fn read_one(ring: &RingMap, seq: u64, base: usize, file_len: u64) {
             if raw.validate(seq, &l).is_ok() {
                 let len = raw.payload_len as usize;
                 assert!(raw.payload_len <= l.geometry.max_frame_bytes);
-                // SAFETY: `slot` < slot count (asserted above) and `len` <=
-                // max_frame_bytes (validated); the frame is held through
-                // `entry`, and nothing else maps this memfd, so no one writes
-                // the slot while the slice lives.
-                let p = unsafe { ring.payload(slot, len) };
+                let p = ring.held_payload(&held, len);
                 let start = p.as_ptr() as usize - base;
                 let start = start as u64;
                 assert!(start >= l.data_offset, "payload before the data area");
@@ -865,26 +863,8 @@ impl ScriptRun<'_> {
             return;
         }
         let mut buf = vec![0u8; MSG_BYTES + RECORD_BYTES * 1024];
-        let mut cmsg = nix::cmsg_space!([RawFd; 253]);
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let (len, flags, fds) = match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                for c in msg.cmsgs().expect("room for every descriptor") {
-                    if let ControlMessageOwned::ScmRights(raw) = c {
-                        // Each descriptor the kernel installed for us
-                        // becomes owned at once, so none leaks whatever
-                        // the checks below decide.
-                        fds.extend(raw.into_iter().map(owned_fd));
-                    }
-                }
-                (msg.bytes, msg.flags, fds)
-            }
+        let (len, flags, fds) = match recv_packet(sock.as_fd(), &mut buf) {
+            Ok(p) => (p.len, p.flags, p.fds),
             Err(nix::errno::Errno::EAGAIN) => return,
             Err(_) => (0, MsgFlags::empty(), Vec::new()), // a reset: as an EOF
         };
@@ -1141,14 +1121,6 @@ fn check_records(records: &[crate::ring::socket::ReaderRecord]) {
         assert_eq!(r.hold_limit, SCRIPT_HOLD_LIMIT, "inspected hold limit");
         assert_eq!(r.holds.len(), SCRIPT_HOLD_LIMIT as usize, "inspected holds");
     }
-}
-
-/// Takes ownership of a descriptor the kernel just installed for us.
-fn owned_fd(raw: RawFd) -> OwnedFd {
-    // SAFETY: `raw` came from an SCM_RIGHTS message recvmsg just returned:
-    // the kernel installed it in our table for this call, and nothing else
-    // owns or closes it.
-    unsafe { OwnedFd::from_raw_fd(raw) }
 }
 
 /// Hold entries and forged words to write into a lease page (operands:

@@ -357,7 +357,7 @@ impl Producer {
             assert_eq!(self.core.next_seq(), seq);
             return None;
         };
-        let slot = claim.slot;
+        let slot = claim.slot();
         assert!(slot < self.ring.slot_count());
         match self.payload {
             Payload::Cell => self.ring.write_cell(slot, seq),
@@ -413,7 +413,8 @@ impl EveryFrame {
         let hold = self.lease.hold(0);
         let seq = self.next;
         match try_hold(&*self.ring, hold, seq) {
-            Hold::Held(slot) => {
+            Hold::Held(held) => {
+                let slot = held.slot();
                 self.next = seq + 1;
                 // The frame guard's life: read while held, then drop.
                 let got = self.ring.read_cell(slot);
@@ -598,9 +599,10 @@ fn loom_hold_across_wraps() {
         // is `loom_every_frame_wrap`'s business).
         let first = producer.publish().expect("an empty ring has a free slot");
         let entry = holder.hold(0);
-        let Hold::Held(held_slot) = try_hold(&*ring, entry, 1) else {
+        let Hold::Held(held) = try_hold(&*ring, entry, 1) else {
             panic!("frame 1 not holdable on a quiet ring");
         };
+        let held_slot = held.slot();
         assert_eq!((first.seq, held_slot), (1, first.slot));
 
         // Subscribed after frame 1: first position 2.
@@ -871,7 +873,7 @@ fn loom_revocation_is_never_silent() {
                 let entry = lease.hold(0);
                 let slot = loop {
                     match try_hold(&*ring, entry, 1) {
-                        Hold::Held(slot) => break slot,
+                        Hold::Held(held) => break held.slot(),
                         Hold::Gone => {
                             r.hit("frame 1 gone before the hold");
                             return;
@@ -950,7 +952,7 @@ fn loom_handover_freeze_sees_every_hold() {
                 let mut held = Vec::new();
                 for seq in 1..=u64::from(SLOTS) {
                     match try_hold(&*ring, lease.hold(seq as usize - 1), seq) {
-                        Hold::Held(slot) => held.push(slot),
+                        Hold::Held(h) => held.push(h.slot()),
                         Hold::Busy => r.hit("busy (frozen)"),
                         other => panic!("frame {seq}: {other:?} on a quiet ring"),
                     }

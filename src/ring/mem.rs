@@ -11,7 +11,7 @@ use crate::ring::layout::{
     Header, Layout, LayoutError, RawMeta, DESC_BYTES, FIXED_BYTES, HEADER_BYTES, LIVE_OFFSET,
     MAX_HOLDS, META_BYTES, META_OFFSET, VERSION_OFFSET,
 };
-use crate::ring::protocol::{LeaseWords, RingWords};
+use crate::ring::protocol::{Claim, Held, LeaseWords, RingWords};
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
@@ -211,13 +211,15 @@ impl RingMap {
         RawMeta::decode(&b)
     }
 
-    /// Writes slot `slot`'s metadata. Producer only, on a claimed slot.
-    pub(crate) fn write_meta(&self, slot: u32, meta: &RawMeta) {
+    /// Writes the claimed slot's metadata.
+    pub(crate) fn write_meta(&self, claim: &mut Claim, meta: &RawMeta) {
+        let slot = claim.slot();
         assert!(self.writable && slot < self.layout().geometry.slot_count);
         let b = meta.encode();
         let off = self.layout().desc_offset(slot) + META_OFFSET;
-        // SAFETY: in bounds as in `read_meta`; the slot is claimed (stamp
-        // WRITING), so no reader treats these bytes as a frame until commit.
+        // SAFETY: in bounds (asserted) as in `read_meta`; `claim` says the
+        // stamp is WRITING, so no reader treats these bytes as a frame until
+        // commit, and `&mut` that no other writer in this process has them.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 b.as_ptr(),
@@ -227,24 +229,41 @@ impl RingMap {
         };
     }
 
-    /// Copies `bytes` into slot `slot`'s payload. Producer only, on a slot it
-    /// has claimed (so no reader holds it and seqlock readers see WRITING).
-    /// With `streaming`, the copy uses non-temporal stores where the CPU has
-    /// them (x86_64) and ends with a store fence, so every payload byte is
-    /// globally visible before the commit's Release store of the stamp.
-    pub(crate) fn write_payload(&self, slot: u32, bytes: &[u8], streaming: bool) {
+    /// Copies `bytes` into the claimed slot's payload (no reader holds it and
+    /// seqlock readers see WRITING). With `streaming`, the copy uses
+    /// non-temporal stores where the CPU has them (x86_64) and ends with a
+    /// store fence, so every payload byte is globally visible before the
+    /// commit's Release store of the stamp.
+    pub(crate) fn write_payload(&self, claim: &mut Claim, bytes: &[u8], streaming: bool) {
         assert!(self.writable && bytes.len() as u64 <= self.layout().geometry.max_frame_bytes);
-        let dst = self.payload_ptr(slot);
+        let dst = self.payload_ptr(claim.slot());
         if streaming {
             // SAFETY: as below; `dst` is page aligned (payload_offset is a
             // multiple of the page size and the mapping starts on a page).
             unsafe { copy_streaming(dst, bytes) };
             return;
         }
-        // SAFETY: the destination is inside slot `slot` (checked length <=
-        // max_frame_bytes <= slot_stride) and cannot overlap `bytes`, which a
-        // caller cannot borrow from a claimed slot.
+        // SAFETY: the destination is inside the slot (checked length <=
+        // max_frame_bytes <= slot_stride) and cannot overlap `bytes`: no
+        // slice of a claimed slot exists but `claimed_payload`'s, which
+        // borrows the `claim` we hold `&mut`.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
+    }
+
+    /// The claimed slot's whole payload area (max_frame_bytes), to fill in
+    /// place (a loan).
+    pub(crate) fn claimed_payload<'a>(&'a self, claim: &'a mut Claim) -> &'a mut [u8] {
+        assert!(self.writable);
+        let len = self.layout().geometry.max_frame_bytes as usize;
+        let ptr = self.payload_ptr(claim.slot());
+        // SAFETY: `ptr..ptr+len` lies inside the slot (max_frame_bytes <=
+        // slot_stride, the layout validated at open) and the mapping, which
+        // lives as long as `self`. The claim makes the bytes exclusively
+        // ours: its stamp is WRITING, so no reader holds or reads the slot
+        // (bar one whose hold was revoked after the hold timeout, which
+        // reads through volatile copies or a `Frame` that documents it), and
+        // the `&mut Claim` borrow excludes every other writer here.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
     }
 
     /// Pointer to slot `slot`'s payload (`slot_stride` bytes, page aligned).
@@ -256,18 +275,17 @@ impl RingMap {
         unsafe { self.map.as_mut_ptr().add(off as usize) }
     }
 
-    /// A payload as a byte slice.
-    ///
-    /// # Safety
-    /// - `slot` < slot count and `len` <= the slot's capacity (max_frame_bytes);
-    /// - the caller holds the frame in that slot (protocol `Hold::Held`) for
-    ///   as long as the slice lives, so the producer does not write it (bar
-    ///   revocation after the hold timeout, which the frame guard documents).
-    pub(crate) unsafe fn payload(&self, slot: u32, len: usize) -> &[u8] {
-        debug_assert!(len as u64 <= self.layout().geometry.max_frame_bytes);
-        // SAFETY: in bounds by the first precondition; not written while held
-        // by the second.
-        unsafe { std::slice::from_raw_parts(self.payload_ptr(slot), len) }
+    /// The first `len` bytes of a held frame's payload (`len` at most the
+    /// slot's capacity, max_frame_bytes).
+    pub(crate) fn held_payload<'a>(&'a self, held: &'a Held, len: usize) -> &'a [u8] {
+        assert!(len as u64 <= self.layout().geometry.max_frame_bytes);
+        // SAFETY: in bounds: `payload_ptr` checks the slot, and `len` <=
+        // max_frame_bytes <= slot_stride (asserted; the layout validated at
+        // open). Not written while the slice lives: it borrows `held`, and a
+        // `Held` exists only while its hold entry names the frame, so the
+        // producer does not claim the slot (bar revocation after the hold
+        // timeout, which the frame guard documents).
+        unsafe { std::slice::from_raw_parts(self.payload_ptr(held.slot()), len) }
     }
 
     /// Records which slots readers held at a handover (producer only).

@@ -114,10 +114,40 @@ impl<L: LeaseWords> ReaderSlot<L> {
     }
 }
 
-/// A slot the producer owns until it commits or abandons it.
+/// A slot the producer owns until it commits or abandons it: the right to
+/// write its bytes. Made only by [`ProducerCore::claim`], after the slot's
+/// stamp went WRITING with no reader holding it, and consumed by
+/// [`ProducerCore::commit`] or [`ProducerCore::abandon`]. Not `Clone`: the
+/// mapping's writers (`RingMap::write_payload`, `RingMap::claimed_payload`)
+/// take `&mut Claim`, so while one exists no one else writes the slot.
 #[derive(Debug)]
 pub(crate) struct Claim {
-    pub(crate) slot: u32,
+    slot: u32,
+}
+
+impl Claim {
+    /// The claimed slot.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+}
+
+/// A reader's hold on the frame in a slot: made only by [`try_hold`] once
+/// its hold entry names the frame and the stamp still matches, so the
+/// producer does not claim the slot (bar revocation after the hold
+/// timeout). The holder keeps it while it reads the payload and drops it
+/// when it clears the entry with [`release`]. Not `Clone`: the payload
+/// slice `RingMap::held_payload` gives borrows it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Held {
+    slot: u32,
+}
+
+impl Held {
+    /// The held slot.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
 }
 
 /// What [`ProducerCore::claim`] observed besides the slot.
@@ -372,10 +402,10 @@ fn is_held<L: LeaseWords>(
 }
 
 /// Outcome of one attempt to hold a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Hold {
     /// The frame is held in this slot until the hold entry is cleared.
-    Held(u32),
+    Held(Held),
     /// The frame was overwritten (or is being): it is gone.
     Gone,
     /// The frame has not been published yet.
@@ -426,7 +456,7 @@ pub(crate) fn try_hold<R: RingWords>(ring: &R, entry: &AtomicU64, seq: u64) -> H
     }
     // SYNC: Acquire pairs with the producer's Release publish of `seq`.
     if stamp.load(Ordering::Acquire) == want {
-        Hold::Held(slot)
+        Hold::Held(Held { slot })
     } else {
         entry.store(0, Ordering::Relaxed);
         Hold::Gone
@@ -475,7 +505,8 @@ pub(crate) fn bad_index<R: RingWords>(ring: &R, seq: u64) -> Option<u32> {
     (slot >= ring.slot_count()).then_some(slot)
 }
 
-/// Releases a hold taken by [`try_hold`].
+/// Releases a hold taken by [`try_hold`]. The caller gives its [`Held`] up
+/// with it: drops it now, or is itself being dropped (a frame guard).
 pub(crate) fn release(entry: &AtomicU64) {
     // SYNC: Release pairs with the producer's AcqRel fence in `claim`: our
     // payload reads happen before it overwrites the slot.

@@ -421,8 +421,8 @@ pub enum Published {
 /// publish.
 pub struct Loan {
     ring: Arc<RingMap>,
-    slot: Option<u32>,
-    lost: Sender<u32>,
+    claim: Option<Claim>,
+    lost: Sender<Claim>,
     /// The stream lock: a successor cannot take the ring over (and reset
     /// this slot) while a driver may still be writing into it.
     _lock: Arc<Flock<File>>,
@@ -431,7 +431,7 @@ pub struct Loan {
 impl Loan {
     /// The slot index.
     pub fn slot(&self) -> u32 {
-        self.slot.expect("live loan")
+        self.claim.as_ref().expect("live loan").slot()
     }
 
     /// Capacity of the slot in bytes (the ring's max frame size).
@@ -447,20 +447,15 @@ impl Loan {
 
     /// The slot's payload as a mutable slice.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let len = self.capacity();
-        let ptr = self.as_mut_ptr();
-        // SAFETY: the slot is claimed (stamp WRITING): no reader holds it and
-        // the producer writes it only through this loan, which `&mut self`
-        // makes exclusive; `ptr..ptr+len` lies in the mapping that `self.ring`
-        // keeps alive.
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+        self.ring
+            .claimed_payload(self.claim.as_mut().expect("live loan"))
     }
 }
 
 impl Drop for Loan {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let _ = self.lost.send(slot);
+        if let Some(claim) = self.claim.take() {
+            let _ = self.lost.send(claim);
         }
     }
 }
@@ -577,8 +572,8 @@ pub struct Publisher {
     /// kept out of `readers`, which the frame path scans).
     peers: Vec<(u32, Peer)>,
     events: Receiver<ReaderEvent>,
-    lost_tx: Sender<u32>,
-    lost_rx: Receiver<u32>,
+    lost_tx: Sender<Claim>,
+    lost_rx: Receiver<Claim>,
     control: Option<Control>,
     hold_timeout_ns: u64,
     epoch: u32,
@@ -829,8 +824,8 @@ impl Publisher {
                 }
             }
         }
-        while let Ok(slot) = self.lost_rx.try_recv() {
-            self.core.abandon(&*self.ring, Claim { slot });
+        while let Ok(claim) = self.lost_rx.try_recv() {
+            self.core.abandon(&*self.ring, claim);
         }
     }
 
@@ -948,8 +943,8 @@ impl Publisher {
 
     /// Commits a claimed slot whose payload is in place; `copied` is how
     /// many of its bytes the producer copied there (0 for a loan).
-    fn finish(&mut self, claim: Claim, meta: &RawMeta, copied: u64) -> u64 {
-        self.ring.write_meta(claim.slot, meta);
+    fn finish(&mut self, mut claim: Claim, meta: &RawMeta, copied: u64) -> u64 {
+        self.ring.write_meta(&mut claim, meta);
         let (seq, wake) = self.core.commit(&*self.ring, &self.readers, claim);
         self.add_copied(copied);
         let live = self.ring.live();
@@ -1026,13 +1021,13 @@ impl Publisher {
             });
         }
         Self::check_user(info)?;
-        let claim = match self.claim() {
+        let mut claim = match self.claim() {
             Ok(c) => c,
             Err(PublishError::NoFreeSlot) => return Ok(Published::Dropped),
             Err(e) => return Err(e),
         };
         let streaming = self.streams(payload.len());
-        self.ring.write_payload(claim.slot, payload, streaming);
+        self.ring.write_payload(&mut claim, payload, streaming);
         let meta = self.meta(info, payload.len());
         Ok(Published::Seq(self.finish(
             claim,
@@ -1047,7 +1042,7 @@ impl Publisher {
         let claim = self.claim()?;
         Ok(Loan {
             ring: self.ring.clone(),
-            slot: Some(claim.slot),
+            claim: Some(claim),
             lost: self.lost_tx.clone(),
             _lock: self.lock.clone(),
         })
@@ -1079,8 +1074,8 @@ impl Publisher {
             return Err(e);
         }
         let meta = self.meta(info, len);
-        let slot = loan.slot.take().expect("live loan");
-        Ok(self.finish(Claim { slot }, &meta, 0))
+        let claim = loan.claim.take().expect("live loan");
+        Ok(self.finish(claim, &meta, 0))
     }
 
     /// Gives a loaned slot back without publishing.
@@ -1088,8 +1083,8 @@ impl Publisher {
     /// drop does that).
     pub fn abandon(&mut self, mut loan: Loan) {
         if Arc::ptr_eq(&loan.ring, &self.ring) {
-            if let Some(slot) = loan.slot.take() {
-                self.core.abandon(&*self.ring, Claim { slot });
+            if let Some(claim) = loan.claim.take() {
+                self.core.abandon(&*self.ring, claim);
             }
         }
     }
@@ -1534,8 +1529,8 @@ mod tests {
                 let f = sub.try_recv().unwrap();
                 assert_eq!(f.seq(), seq);
                 assert_eq!(f.payload(), &data[..], "{stores:?} len {len}");
-                // SAFETY: the frame is held; 3 * 4096 is the slot capacity.
-                let whole = unsafe { p.ring.payload(f.slot, 3 * 4096) };
+                // The frame is held; 3 * 4096 is the slot capacity.
+                let whole = p.ring.held_payload(&f.held, 3 * 4096);
                 assert!(
                     whole[len..].iter().all(|&b| b == 0xEE),
                     "{stores:?} len {len}: wrote past the payload"

@@ -592,13 +592,24 @@ fn request(
     Ok((sock, buf, fd))
 }
 
-/// Receives one packet and any fds it carries; fds become `OwnedFd` at once
-/// so none can leak, whatever happens next.
-fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+/// One packet as `recvmsg` returned it, its descriptors already owned.
+pub(crate) struct Packet {
+    /// Bytes received.
+    pub(crate) len: usize,
+    /// `MSG_TRUNC` / `MSG_CTRUNC` as the kernel reported them.
+    pub(crate) flags: MsgFlags,
+    /// Every descriptor the kernel installed for us.
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// Receives one packet without waiting (EAGAIN if none is queued); every fd
+/// it carries becomes an `OwnedFd` at once, so none can leak, whatever the
+/// caller decides about the packet.
+pub(crate) fn recv_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Packet> {
     // Room for as many fds as one message can carry (the kernel's
-    // SCM_MAX_FD), not only the 4 we accept: with less, the kernel installs
-    // what fits and flags MSG_CTRUNC, `cmsgs` then refuses to list them, and
-    // they would leak. The excess is refused below, once owned.
+    // SCM_MAX_FD), not only the few a caller accepts: with less, the kernel
+    // installs what fits and flags MSG_CTRUNC, `cmsgs` then refuses to list
+    // them, and they would leak.
     let mut cmsg = nix::cmsg_space!([RawFd; 253]);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = recvmsg::<()>(
@@ -606,10 +617,9 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize
         &mut iov,
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(io)?;
+    )?;
     let mut fds = Vec::new();
-    for c in msg.cmsgs().map_err(io)? {
+    for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = c {
             for r in raw {
                 // SAFETY: the kernel just installed `r` in our fd table for us
@@ -618,17 +628,27 @@ fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize
             }
         }
     }
-    let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC)
-        || msg.flags.contains(MsgFlags::MSG_CTRUNC)
-        || fds.len() > 4;
-    let n = msg.bytes;
+    Ok(Packet {
+        len: msg.bytes,
+        flags: msg.flags,
+        fds,
+    })
+}
+
+/// Receives one handshake packet and at most 4 fds: more, or a truncated
+/// packet, is an error (the fds received are closed).
+fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+    let p = recv_packet(sock, buf).map_err(io)?;
+    let truncated = p.flags.contains(MsgFlags::MSG_TRUNC)
+        || p.flags.contains(MsgFlags::MSG_CTRUNC)
+        || p.fds.len() > 4;
     if truncated {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "oversized packet or too many fds",
         ));
     }
-    Ok((n, fds))
+    Ok((p.len, p.fds))
 }
 
 /// A peer's credentials as `SO_PEERCRED` reported them when it connected,
