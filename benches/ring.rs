@@ -9,6 +9,7 @@
 //! | `publish/readers_<size>/<n>` | `publish` with 1, 4, 16 registered idle readers | 1 reader |
 //! | `read/frame_size/<size>` | `try_recv` + `meta()` + drop, producer on another thread (pinned to another CPU) | 64 B |
 //! | `read/frame_size_cached/8MiB` | the same, producer with `CopyStores::Cached` (diagnostic) | `read/frame_size/64B` |
+//! | `read/ring_only/8MiB` | the same, 64 B frames in the ring of 8 MiB slots (diagnostic: the reader's path without the producer's copy traffic) | `read/frame_size/64B` |
 //! | `read/frame_size_same_thread/<size>` | the same, producer on the reader's own thread (diagnostic: includes the producer's cache pollution) | 64 B |
 //! | `read/frame_size_polluted/64B` | 64 B frames, producer also writes 8 MiB of unrelated memory per frame with cached stores (diagnostic) | `read/frame_size_cached/8MiB` |
 //!
@@ -578,6 +579,9 @@ fn bench_reads(
 /// writes 8 MiB of unrelated memory per frame (diagnostic): if it costs what
 /// `read/frame_size/8MiB` costs, the reader pays for cache state, not for
 /// the frame's size.
+/// `read/ring_only/8MiB`: the 8 MiB ring, but 64 B frames (diagnostic): if
+/// it costs what `read/frame_size/64B` costs, nothing on the reader's path
+/// depends on the ring's geometry.
 fn read_frame_size(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u8]) {
     let mut g = c.benchmark_group("read");
     g.throughput(Throughput::Elements(1));
@@ -597,6 +601,16 @@ fn read_frame_size(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u
             remote.publish(k)
         });
         let mut publisher = remote.stop();
+
+        if size >= STREAMING_MIN_BYTES {
+            // The same ring, but 64 B frames: the reader's path at this
+            // geometry without the producer's copy traffic (diagnostic).
+            let remote = RemoteProducer::start(publisher, src[..64].to_vec(), None, pinned);
+            bench_reads(&mut g, bg, ("ring_only", &l), &mut sub, 64, |k| {
+                remote.publish(k)
+            });
+            publisher = remote.stop();
+        }
 
         let info = FrameInfo::default();
         let data = &src[..size];
@@ -947,6 +961,13 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
             "read/frame_size_cached/8MiB",
             "read/frame_size_polluted/64B",
             "about 1: with cached stores the reader pays for cache state, not frame size",
+        ),
+        (
+            "read_ring_only(8MiB)/read(64B)",
+            "read/ring_only/8MiB",
+            "read/frame_size/64B",
+            "64 B frames in the 8 MiB ring: about 1 means the reader's path does not \
+             depend on the ring's geometry, and the rest of read(8MiB) is the producer's copy traffic",
         ),
         (
             "read_same_thread(8MiB)/read_same_thread(64B)",
