@@ -180,3 +180,53 @@ fn missing_peers_are_skipped_with_a_reason() {
         }
     }
 }
+
+#[test]
+fn repeated_runs_report_medians_and_their_spread() {
+    let _serial = serial();
+    let _dog = Watchdog::new(
+        "repeated_runs_report_medians_and_their_spread",
+        Duration::from_secs(120),
+    );
+    let dir = Dir::new("bench-repeat");
+    let report = dir.path().join("report");
+    let doc = bench(
+        &dir,
+        &[
+            "--systems",
+            "camux,limit-futex",
+            "--repeat",
+            "2",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        None,
+    );
+    let results = doc["results"].as_array().unwrap();
+    assert!(!results.is_empty());
+    for r in results {
+        assert!(r["error"].is_null(), "{r}");
+        assert_eq!(r["runs"], 2, "{r}");
+        let s = &r["spread"];
+        let fps = s["delivered_fps"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"));
+        let (lo, hi) = (fps[0].as_f64().unwrap(), fps[1].as_f64().unwrap());
+        let med = r["delivered_fps"].as_f64().unwrap();
+        assert!(
+            lo <= med && med <= hi,
+            "median {med} outside {lo}..{hi}: {r}"
+        );
+    }
+    let md = std::fs::read_to_string(report.join("README.md")).unwrap();
+    assert!(md.contains("median over 2 runs"), "{md}");
+    assert!(md.contains("## Spread over 2 runs"), "{md}");
+
+    // Out of range is a usage error that names the option.
+    let out = dir
+        .camux(["bench", "--tiny", "--repeat", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repeat"));
+}

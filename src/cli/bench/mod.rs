@@ -72,6 +72,7 @@ docs/BENCHMARKS.md explains every figure and how it is taken.
 Examples:
   camux bench --quick --json
   camux bench --report bench-report
+  camux bench --repeat 3 --report bench-report   # medians of 3 runs (shared machines)
   camux bench --systems camux,limit-futex --groups latency";
 
 /// Measure camux against the physical limits and its peers.
@@ -97,6 +98,11 @@ pub struct BenchArgs {
     /// --quick; 10 for paced latency scenarios, 3-5 for the others).
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
+    /// Run the scenario list this many times, round after round (so a busy
+    /// spell of a shared machine hits every system alike), and report each
+    /// figure as the median over the runs with its range in `spread`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
     /// A tiny run for tests: one frame size (64 B), 1 reader, 0.2 s windows.
     #[arg(long, hide = true)]
     pub tiny: bool,
@@ -510,34 +516,46 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Status> {
         }
     }
     let start = Instant::now();
-    let mut rows = Vec::new();
-    for (i, sc) in list.iter().enumerate() {
-        let head = format!(
-            "[{}/{}] {:<13} {}",
-            i + 1,
-            list.len(),
-            sc.system.name(),
-            sc.name()
-        );
-        let row = match &avail[&sc.system] {
-            Err(why) => {
-                eprintln!("{head} ... skipped");
-                Row::skipped(sc, why)
-            }
-            Ok(()) => {
-                eprint!("{head} ... ");
-                let _ = std::io::stderr().flush();
-                let t = Instant::now();
-                let row = match run_scenario(&exe, tmp.path(), sc, i) {
-                    Ok(row) => row,
-                    Err(e) => Row::failed(sc, &format!("{e:#}")),
-                };
-                eprintln!("{} ({:.1} s)", row.summary(), t.elapsed().as_secs_f64());
-                row
-            }
+    let mut runs: Vec<Vec<Row>> = list.iter().map(|_| Vec::new()).collect();
+    for round in 0..args.repeat {
+        let of_rounds = if args.repeat > 1 {
+            format!("round {}/{} ", round + 1, args.repeat)
+        } else {
+            String::new()
         };
-        rows.push(row);
+        for (i, sc) in list.iter().enumerate() {
+            let head = format!(
+                "{of_rounds}[{}/{}] {:<13} {}",
+                i + 1,
+                list.len(),
+                sc.system.name(),
+                sc.name()
+            );
+            let row = match &avail[&sc.system] {
+                Err(why) => {
+                    if round == 0 {
+                        eprintln!("{head} ... skipped");
+                    }
+                    Row::skipped(sc, why)
+                }
+                Ok(()) => {
+                    eprint!("{head} ... ");
+                    let _ = std::io::stderr().flush();
+                    let t = Instant::now();
+                    // Each run its own participant directory index.
+                    let row =
+                        match run_scenario(&exe, tmp.path(), sc, i + round as usize * list.len()) {
+                            Ok(row) => row,
+                            Err(e) => Row::failed(sc, &format!("{e:#}")),
+                        };
+                    eprintln!("{} ({:.1} s)", row.summary(), t.elapsed().as_secs_f64());
+                    row
+                }
+            };
+            runs[i].push(row);
+        }
     }
+    let rows: Vec<Row> = runs.into_iter().map(Row::combine).collect();
     let targets = report::targets(&rows);
     eprintln!("done in {:.0} s", start.elapsed().as_secs_f64());
     for t in &targets {

@@ -3,7 +3,7 @@
 //! the tables and PNG plots (plotters, bitmap backend, with an embedded
 //! DejaVu Sans font so that no system font library is needed).
 
-use super::hist::{cpu_ms_per_frame, mean, LatHist};
+use super::hist::{cpu_ms_per_frame, mean, median, LatHist};
 use super::measure::Machine;
 use super::spec::{Mode, ProducerReport, ReaderReport, Scenario, Touch, Wait};
 use serde::Serialize;
@@ -112,6 +112,28 @@ pub struct Row {
     pub note: Option<String>,
     /// (µs, fraction at or below) of the latency distribution, for plots.
     pub latency_cdf: Vec<(f64, f64)>,
+    /// Runs of this scenario the figures combine (`--repeat`): with more
+    /// than one, every figure above is the median over the runs that
+    /// finished, and `spread` gives the range of the main ones.
+    pub runs: u32,
+    /// Lowest and highest of the main figures over the runs (`None` for a
+    /// single run).
+    pub spread: Option<Spread>,
+}
+
+/// The range (lowest, highest) of a row's main figures over its runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// `delivered_fps`.
+    pub delivered_fps: Option<(f64, f64)>,
+    /// `producer_cpu_ms_per_frame`.
+    pub producer_cpu_ms_per_frame: Option<(f64, f64)>,
+    /// `reader_cpu_ms_per_frame`.
+    pub reader_cpu_ms_per_frame: Option<(f64, f64)>,
+    /// `latency_us.p50`.
+    pub latency_p50_us: Option<(f64, f64)>,
+    /// `latency_us.p99`.
+    pub latency_p99_us: Option<(f64, f64)>,
 }
 
 impl Row {
@@ -149,6 +171,113 @@ impl Row {
             error: None,
             note: None,
             latency_cdf: Vec::new(),
+            runs: 1,
+            spread: None,
+        }
+    }
+
+    /// One row from several runs of the same scenario: each figure the
+    /// median over the runs that finished (failed runs are left out and
+    /// counted in the note; if every run failed, the first failure), the
+    /// latency plot from the run whose p50 is nearest the median.
+    pub fn combine(mut runs: Vec<Row>) -> Row {
+        assert!(!runs.is_empty(), "a scenario ran at least once");
+        let total = runs.len();
+        if total == 1 || runs[0].skipped.is_some() {
+            return runs.swap_remove(0);
+        }
+        let (ok, failed): (Vec<Row>, Vec<Row>) = runs.into_iter().partition(|r| r.error.is_none());
+        let Some(first) = ok.first() else {
+            let mut r = failed.into_iter().next().expect("a failed run");
+            r.runs = total as u32;
+            return r;
+        };
+        let of = |f: &dyn Fn(&Row) -> Option<f64>| {
+            let v: Vec<f64> = ok.iter().filter_map(f).collect();
+            (median(&v), v)
+        };
+        let med = |f: &dyn Fn(&Row) -> Option<f64>| of(f).0;
+        let range = |f: &dyn Fn(&Row) -> Option<f64>| {
+            let v = of(f).1;
+            let lo = v.iter().copied().reduce(f64::min)?;
+            let hi = v.iter().copied().reduce(f64::max)?;
+            Some((lo, hi))
+        };
+        let med_u64 = |f: &dyn Fn(&Row) -> Option<u64>| {
+            med(&|r| f(r).map(|v| v as f64)).map(|v| v.round() as u64)
+        };
+        // Element-wise medians of the per-reader figures (same reader count
+        // in every run).
+        let each = |f: &dyn Fn(&Row) -> &Vec<f64>| -> Vec<f64> {
+            (0..f(first).len())
+                .filter_map(|i| {
+                    median(
+                        &ok.iter()
+                            .filter_map(|r| f(r).get(i).copied())
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect()
+        };
+        let p50 = med(&|r| r.latency_us.p50);
+        let plotted = ok
+            .iter()
+            .min_by(|a, b| {
+                let d = |r: &Row| (r.latency_us.p50.unwrap_or(f64::MAX) - p50.unwrap_or(0.0)).abs();
+                d(a).total_cmp(&d(b))
+            })
+            .expect("a finished run");
+        let mut note = first.note.clone();
+        if !failed.is_empty() {
+            let why = failed[0].error.as_deref().unwrap_or("?");
+            let n = format!("{} of {total} runs failed (first: {why})", failed.len());
+            note = Some(match note {
+                Some(x) => format!("{x}; {n}"),
+                None => n,
+            });
+        }
+        Row {
+            seconds: med(&|r| r.seconds),
+            published: med_u64(&|r| r.published),
+            delivered_fps: med(&|r| r.delivered_fps),
+            delivered_fps_min: med(&|r| r.delivered_fps_min),
+            delivered_fps_per_reader: each(&|r| &r.delivered_fps_per_reader),
+            producer_cpu_ms_per_frame: med(&|r| r.producer_cpu_ms_per_frame),
+            producer_cpu_ms_per_frame_with_source: med(&|r| {
+                r.producer_cpu_ms_per_frame_with_source
+            }),
+            source_cpu_share: med(&|r| r.source_cpu_share),
+            producer_cpu_percent_of_core: med(&|r| r.producer_cpu_percent_of_core),
+            producer_cpu_percent_of_core_with_source: med(&|r| {
+                r.producer_cpu_percent_of_core_with_source
+            }),
+            reader_cpu_ms_per_frame: med(&|r| r.reader_cpu_ms_per_frame),
+            reader_cpu_ms_per_frame_per_reader: each(&|r| &r.reader_cpu_ms_per_frame_per_reader),
+            latency_us: Latency {
+                p50,
+                p99: med(&|r| r.latency_us.p99),
+                p999: med(&|r| r.latency_us.p999),
+                mean: med(&|r| r.latency_us.mean),
+                max: ok.iter().filter_map(|r| r.latency_us.max).reduce(f64::max),
+            },
+            lost: med_u64(&|r| r.lost),
+            lost_per_reader: (0..first.lost_per_reader.len())
+                .filter_map(|i| med_u64(&|r| r.lost_per_reader.get(i).copied()))
+                .collect(),
+            producer_dropped: med_u64(&|r| r.producer_dropped),
+            reader_private_kib: med(&|r| r.reader_private_kib),
+            producer_private_kib: med_u64(&|r| r.producer_private_kib),
+            note,
+            latency_cdf: plotted.latency_cdf.clone(),
+            runs: total as u32,
+            spread: Some(Spread {
+                delivered_fps: range(&|r| r.delivered_fps),
+                producer_cpu_ms_per_frame: range(&|r| r.producer_cpu_ms_per_frame),
+                reader_cpu_ms_per_frame: range(&|r| r.reader_cpu_ms_per_frame),
+                latency_p50_us: range(&|r| r.latency_us.p50),
+                latency_p99_us: range(&|r| r.latency_us.p99),
+            }),
+            ..first.clone()
         }
     }
 
@@ -739,6 +868,35 @@ pub fn daemon_table(rows: &[Row]) -> Option<String> {
     Some(s)
 }
 
+/// The lowest and highest of each row's main figures over its runs.
+fn spread_table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| system | scenario | runs | fps | p50 (µs) | p99 (µs) | producer µs/frame | reader µs/frame |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    let r = |v: Option<(f64, f64)>, k: f64, prec: usize| {
+        v.map_or("-".into(), |(lo, hi)| {
+            format!("{:.prec$}-{:.prec$}", lo * k, hi * k)
+        })
+    };
+    for row in rows {
+        let Some(s) = &row.spread else { continue };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.system,
+            row.scenario,
+            row.runs,
+            r(s.delivered_fps, 1.0, 0),
+            r(s.latency_p50_us, 1.0, 1),
+            r(s.latency_p99_us, 1.0, 1),
+            r(s.producer_cpu_ms_per_frame, 1e3, 2),
+            r(s.reader_cpu_ms_per_frame, 1e3, 2),
+        );
+    }
+    t
+}
+
 /// Writes `dir/README.md` and its plots.
 pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
@@ -761,6 +919,15 @@ pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
         m.started_utc,
         m.loadavg_at_start.map_or("?".into(), |v| format!("{v:.2}")),
     );
+    let runs = run.results.iter().map(|r| r.runs).max().unwrap_or(1);
+    if runs > 1 {
+        let _ = writeln!(
+            md,
+            "Every figure (and every target below) is the median over {runs} runs of \
+             its scenario, run round after round; the spread section at the end gives \
+             each scenario's range.\n"
+        );
+    }
     let _ = writeln!(md, "## Targets\n");
     for t in &run.targets {
         let _ = writeln!(md, "- {}", t.line().trim_start());
@@ -871,10 +1038,122 @@ pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
     if !notes.is_empty() {
         let _ = writeln!(md, "## Notes\n\n{}\n", notes.join("\n"));
     }
+    if runs > 1 {
+        let _ = writeln!(
+            md,
+            "## Spread over {runs} runs\n\n{}",
+            spread_table(&run.results)
+        );
+    }
     let _ = writeln!(
         md,
         "How each figure is taken: docs/BENCHMARKS.md, section \"camux bench\"."
     );
     std::fs::write(dir.join("README.md"), md)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::bench::spec::{Shape, System};
+
+    fn sc() -> Scenario {
+        Scenario {
+            group: "latency".into(),
+            system: System::Camux,
+            shape: Shape::FHD,
+            readers: 2,
+            mode: Mode::Paced,
+            fps: 60.0,
+            wait: Wait::Block,
+            touch: Touch::Meta,
+            seconds: 1.0,
+        }
+    }
+
+    /// A finished run with these figures (µs and frames/s).
+    fn run(p50: f64, producer_us: f64, readers_us: [f64; 2], lost: u64) -> Row {
+        Row {
+            seconds: Some(1.0),
+            published: Some(60),
+            delivered_fps: Some(60.0 - lost as f64),
+            delivered_fps_per_reader: vec![60.0, 60.0 - lost as f64],
+            producer_cpu_ms_per_frame: Some(producer_us / 1e3),
+            reader_cpu_ms_per_frame: Some((readers_us[0] + readers_us[1]) / 2e3),
+            reader_cpu_ms_per_frame_per_reader: readers_us.iter().map(|u| u / 1e3).collect(),
+            latency_us: Latency {
+                p50: Some(p50),
+                p99: Some(p50 * 3.0),
+                p999: Some(p50 * 5.0),
+                mean: Some(p50),
+                max: Some(p50 * 10.0),
+            },
+            lost: Some(lost),
+            lost_per_reader: vec![0, lost],
+            latency_cdf: vec![(p50, 0.5)],
+            ..Row::empty(&sc())
+        }
+    }
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 7.0]), Some(7.0));
+    }
+
+    #[test]
+    fn one_run_is_kept_as_it_is() {
+        let r = Row::combine(vec![run(10.0, 100.0, [20.0, 30.0], 1)]);
+        assert_eq!((r.runs, r.spread), (1, None));
+        assert_eq!(r.latency_us.p50, Some(10.0));
+    }
+
+    #[test]
+    fn runs_combine_into_medians_with_their_range() {
+        let r = Row::combine(vec![
+            run(30.0, 300.0, [10.0, 40.0], 4),
+            run(10.0, 100.0, [30.0, 20.0], 0),
+            run(20.0, 200.0, [20.0, 60.0], 2),
+        ]);
+        assert_eq!(r.runs, 3);
+        assert_eq!(r.latency_us.p50, Some(20.0));
+        assert_eq!(r.latency_us.p99, Some(60.0));
+        assert_eq!(r.latency_us.max, Some(300.0), "the largest of all runs");
+        assert_eq!(r.producer_cpu_ms_per_frame, Some(0.2));
+        // Per reader, element-wise: reader 0 of 10/30/20, reader 1 of 40/20/60.
+        assert_eq!(r.reader_cpu_ms_per_frame_per_reader, vec![0.02, 0.04]);
+        assert_eq!((r.lost, r.lost_per_reader.clone()), (Some(2), vec![0, 2]));
+        assert_eq!(r.latency_cdf, vec![(20.0, 0.5)], "the median run's plot");
+        let s = r.spread.expect("a spread");
+        assert_eq!(s.latency_p50_us, Some((10.0, 30.0)));
+        assert_eq!(s.producer_cpu_ms_per_frame, Some((0.1, 0.3)));
+        assert_eq!(s.delivered_fps, Some((56.0, 60.0)));
+        assert!(r.error.is_none() && r.note.is_none());
+    }
+
+    #[test]
+    fn failed_runs_are_left_out_and_said() {
+        let r = Row::combine(vec![
+            run(10.0, 100.0, [1.0, 1.0], 0),
+            Row::failed(&sc(), "producer: stuck"),
+            run(30.0, 300.0, [3.0, 3.0], 0),
+        ]);
+        assert!(r.error.is_none());
+        assert_eq!(
+            r.latency_us.p50,
+            Some(20.0),
+            "median of the two that finished"
+        );
+        let note = r.note.expect("a note");
+        assert!(
+            note.contains("1 of 3 runs failed") && note.contains("stuck"),
+            "{note}"
+        );
+
+        let all = Row::combine(vec![Row::failed(&sc(), "a"), Row::failed(&sc(), "b")]);
+        assert_eq!((all.error.as_deref(), all.runs), (Some("a"), 2));
+    }
 }
