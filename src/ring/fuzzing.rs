@@ -866,6 +866,9 @@ impl ScriptRun<'_> {
         let (len, flags, fds) = match recv_packet(sock.as_fd(), &mut buf) {
             Ok(p) => (p.len, p.flags, p.fds),
             Err(nix::errno::Errno::EAGAIN) => return,
+            // `cmsgs` refuses truncated control data; room was made for
+            // every descriptor one message can carry.
+            Err(nix::errno::Errno::ENOBUFS) => panic!("client {ci}: control data truncated"),
             Err(_) => (0, MsgFlags::empty(), Vec::new()), // a reset: as an EOF
         };
         assert!(
