@@ -18,7 +18,10 @@ Python readers run with OPENBLAS_NUM_THREADS=1 (numpy's BLAS threads
 would otherwise add their own CPU). Figures only: nothing here asserts a time. Needs the camux binary
 ($CAMUX_BIN or target/debug/camux), the Rust reader
 (`cargo build --release --example rust_reader` in capi/) and the camux
-package installed. Usage: bench_reader.py [--frames N] [--fps F] [--json]
+package installed. Usage: bench_reader.py [--frames N] [--fps F] [--repeat N] [--json]
+With --repeat N every reader runs once per round, N rounds; each figure is
+the median over the rounds and each ratio also the median of the rounds'
+own (paired) ratios.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,7 +121,7 @@ def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: 
 
 
 def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: list[str],
-             copy: bool = False) -> dict:
+             repeat: int, copy: bool = False) -> dict:
     rust_reader = os.environ.get("CAMUX_RUST_READER") or str(
         REPO / "capi" / "target" / "release" / "examples" / "rust_reader")
     readers = {
@@ -127,17 +131,34 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
         "python-copy": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "copy"],
         "camux-tail": [camux_bin(), "tail", "--dir", "{dir}", "b", "--count", str(n)],
     }
-    results = {k: run(k, readers[k], n, fps, width, height, copy) for k in kinds}
+    # Round after round (every reader once per round), so a busy spell of a
+    # shared machine hits every reader alike; each figure is then the median
+    # over the rounds, and each ratio also the median of the rounds' own
+    # ratios (paired: a reader against the Rust reader of the same round).
+    rounds = [{k: run(k, readers[k], n, fps, width, height, copy) for k in kinds}
+              for _ in range(repeat)]
+    results = {}
+    for k in kinds:
+        per_round = [r[k]["cpu_us_per_frame"] for r in rounds]
+        results[k] = dict(rounds[0][k], cpu_us_per_frame=statistics.median(per_round),
+                          cpu_us_per_frame_runs=per_round,
+                          lagged=max(r[k]["lagged"] for r in rounds))
     per = {k: r["cpu_us_per_frame"] for k, r in results.items()}
+
+    def ratio(a: str, b: str) -> dict:
+        paired = [r[a]["cpu_us_per_frame"] / r[b]["cpu_us_per_frame"] for r in rounds]
+        return {"of_medians": per[a] / per[b], "median_paired": statistics.median(paired),
+                "paired_runs": paired}
+
     ratios = {}
     if per.get("rust"):
-        ratios["python/rust"] = per["python"] / per["rust"]
-        ratios["python-np/rust"] = per["python-np"] / per["rust"]
+        ratios["python/rust"] = ratio("python", "rust")
+        ratios["python-np/rust"] = ratio("python-np", "rust")
     if "python-copy" in per and per.get("python"):
-        ratios["python-copy/python"] = per["python-copy"] / per["python"]
+        ratios["python-copy/python"] = ratio("python-copy", "python")
     return {"title": title, "frame": f"{width}x{height} YUYV", "fps": fps, "frames": n,
             "publisher": "publish --copy" if copy else "publish (render into a loan)",
-            "readers": results, "ratios": ratios}
+            "rounds": repeat, "readers": results, "ratios": ratios}
 
 
 def main() -> None:
@@ -145,10 +166,14 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--fps", type=float, default=30)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds per scenario (every reader once per round); figures are medians")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     runs = [
         scenario("paced 1920x1080 (cold wake-ups)", args.frames, args.fps, 1920, 1080,
-                 ["rust", "python", "python-np", "python-copy", "camux-tail"]),
+                 ["rust", "python", "python-np", "python-copy", "camux-tail"], args.repeat),
         # The same with the publisher copying each frame in (`publish --copy`,
         # as the daemon's V4L2 MMAP path does): rendering 4 MB straight into
         # a new slot each frame with cached stores evicts most of the
@@ -156,11 +181,12 @@ def main() -> None:
         # the streaming copy does not; the Python reader, with the larger
         # working set, pays more for it.
         scenario("paced 1920x1080, copy-in publisher", args.frames, args.fps, 1920, 1080,
-                 ["rust", "python", "python-np", "python-copy"], copy=True),
+                 ["rust", "python", "python-np", "python-copy"], args.repeat, copy=True),
         # Frame size does not matter to a metadata-only reader; small frames
         # let even a debug publisher run at 1000 fps, so each wake-up finds
         # the reader's caches warm.
-        scenario("1000 fps 64x48 (warm wake-ups)", 1000, 1000, 64, 48, ["rust", "python", "python-np"]),
+        scenario("1000 fps 64x48 (warm wake-ups)", 1000, 1000, 64, 48, ["rust", "python", "python-np"],
+                 args.repeat),
     ]
     out = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -175,11 +201,15 @@ def main() -> None:
     m = out["machine"]
     print(f"{m['cpus']} CPUs, load {m['load'][0]:.2f}, Python {m['python']}, publisher {out['publisher']}")
     for r in runs:
-        print(f"{r['title']}: {r['frame']} at {r['fps']:g} fps, {r['frames']} frames per reader, {r['publisher']}")
+        print(f"{r['title']}: {r['frame']} at {r['fps']:g} fps, {r['frames']} frames per reader, "
+              f"{r['publisher']}, {r['rounds']} round(s)")
         for k, v in r["readers"].items():
-            print(f"  {k:12} {v['cpu_us_per_frame']:9.2f} us CPU/frame  (lagged {v['lagged']})")
+            runs_ = " ".join(f"{x:.1f}" for x in v["cpu_us_per_frame_runs"])
+            print(f"  {k:12} {v['cpu_us_per_frame']:9.2f} us CPU/frame  (rounds: {runs_}; lagged {v['lagged']})")
         for k, v in r["ratios"].items():
-            print(f"  {k:20} {v:6.2f}x")
+            paired = " ".join(f"{x:.2f}" for x in v["paired_runs"])
+            print(f"  {k:20} {v['of_medians']:6.2f}x of medians, {v['median_paired']:.2f}x median paired "
+                  f"(rounds: {paired})")
 
 
 if __name__ == "__main__":
