@@ -940,3 +940,169 @@ fn rolling_update_hands_over_without_errors() {
     let gap = r.log.frames().find_map(|f| f.gap_ms).unwrap();
     note(format!("rolling: gap {gap:.1} ms, {acc:?}; A {sa}; B {sb}"));
 }
+
+/// The descriptors open in process `pid`.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+}
+
+/// `voluntary_ctxt_switches` of `pid`'s thread named `comm`: how often it
+/// blocked (a thread that spins on a ready descriptor never does).
+fn voluntary_switches(pid: u32, comm: &str) -> u64 {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let p = t.path();
+        if std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.trim() == comm) {
+            let s = std::fs::read_to_string(p.join("status")).unwrap();
+            return s
+                .lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse().ok())
+                .expect("voluntary_ctxt_switches");
+        }
+    }
+    panic!("no thread {comm:?} in process {pid}");
+}
+
+/// The soft RLIMIT_NOFILE that lets process `pid` open exactly `n` more
+/// descriptors: the limit bounds descriptor *numbers*, and a new one takes
+/// the lowest free number, so the limit is the `n + 1`-th free number.
+fn nofile_allowing(pid: u32, n: usize) -> usize {
+    let used: std::collections::BTreeSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).filter(|k| !used.contains(k)).nth(n).unwrap()
+}
+
+/// Sets the soft RLIMIT_NOFILE of `pid` (the `prlimit` tool, util-linux),
+/// keeping the hard one.
+fn set_nofile(pid: u32, soft: usize) {
+    let out = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .output()
+        .expect("run prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "prlimit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A producer that runs out of file descriptors: a connection it cannot
+/// accept (EMFILE) makes its control thread pause and poll again, not spin
+/// on a listener that stays readable; and a client that sends more
+/// descriptors than the producer has slots for (the kernel installs some,
+/// then flags MSG_CTRUNC) leaves none of them behind once it is gone. Both
+/// fail with the fix taken out: the control thread then never blocks, and
+/// the installed descriptors stay open.
+#[test]
+fn a_producer_out_of_descriptors_neither_spins_nor_leaks_them() {
+    use camux::ring::socket::{Hello, HelloKind};
+    use nix::sys::socket::{
+        connect, recv, send, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
+        SockType, UnixAddr,
+    };
+    use std::io::IoSlice;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    let _serial = serial();
+    let wd = Watchdog::new(
+        "a_producer_out_of_descriptors_neither_spins_nor_leaks_them",
+        Duration::from_secs(60),
+    );
+    let d = Dir::new("emfile");
+    let p = Producer::start("producer", &d, d.path(), STREAM, SMALL);
+    let pid = p.proc.pid();
+    let fresh = fd_count(pid);
+    let sock = UnixAddr::new(&d.path().join(format!("{STREAM}.sock"))).unwrap();
+    let client = || -> OwnedFd {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        connect(fd.as_raw_fd(), &sock).expect("connect (the backlog queues it)");
+        fd
+    };
+    // A reader in and out first: once the producer has let go of it (its
+    // connection and lease page), it is back to the descriptors it started
+    // with, so nothing is opened lazily for readers.
+    let mut r = Reader::start("reader", &d, d.path(), STREAM, "--verify");
+    r.pump_frames(3);
+    r.stop();
+    let baseline = poll_until(|| (fd_count(pid) == fresh).then_some(fresh));
+
+    wd.phase("EMFILE on accept: the control thread must block, not spin");
+    let generous = 1024.max(baseline + 64);
+    set_nofile(pid, nofile_allowing(pid, 0));
+    let queued = client();
+    let inspect = Hello {
+        kind: HelloKind::Inspect,
+        adopt: false,
+        pid: std::process::id(),
+        ring_id: 0,
+    }
+    .encode();
+    send(queued.as_raw_fd(), &inspect, MsgFlags::MSG_NOSIGNAL).unwrap();
+    let blocked_before = voluntary_switches(pid, "camux-control");
+    // A spinning thread never blocks; a pausing one blocks at every pause
+    // and heartbeat tick. Bounded by the watchdog.
+    poll_until(|| (voluntary_switches(pid, "camux-control") >= blocked_before + 5).then_some(()));
+    // With descriptors again, the queued client is accepted and answered.
+    set_nofile(pid, generous);
+    let mut buf = [0u8; 1 << 16];
+    let n = recv(queued.as_raw_fd(), &mut buf, MsgFlags::empty()).expect("inspect reply");
+    assert!(n > 0, "the queued client was never answered");
+    drop(queued);
+    poll_until(|| (fd_count(pid) == baseline).then_some(()));
+
+    wd.phase("MSG_CTRUNC: descriptors the kernel installed before EMFILE");
+    // Room for the accepted socket and one received descriptor.
+    set_nofile(pid, nofile_allowing(pid, 2));
+    let c = client();
+    let extra: Vec<OwnedFd> = (0..8)
+        .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+        .collect();
+    let raw: Vec<i32> = extra.iter().map(|f| f.as_raw_fd()).collect();
+    let hello = Hello {
+        kind: HelloKind::Reader,
+        adopt: true,
+        pid: std::process::id(),
+        ring_id: 0,
+    }
+    .encode();
+    sendmsg::<()>(
+        c.as_raw_fd(),
+        &[IoSlice::new(&hello)],
+        &[ControlMessage::ScmRights(&raw)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .expect("send a hello with 8 descriptors");
+    // The producer refuses the packet and closes the connection: EOF (or
+    // a reject, then EOF).
+    while recv(c.as_raw_fd(), &mut buf, MsgFlags::empty()).is_ok_and(|n| n > 0) {}
+    drop(c);
+    set_nofile(pid, generous);
+    let after = poll_until(|| {
+        let n = fd_count(pid);
+        (n == baseline).then_some(n)
+    });
+    note(format!(
+        "emfile: producer descriptors {baseline} before, {after} after a client sent 8 with room for 1"
+    ));
+
+    wd.phase("still serving readers");
+    let mut r = Reader::start("reader-after", &d, d.path(), STREAM, "--verify");
+    r.pump_frames(3);
+    r.stop();
+    r.assert_all_verified();
+    p.stop();
+}

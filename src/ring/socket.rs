@@ -22,11 +22,10 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::Sender;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    accept4, bind, connect, getsockopt, listen, recv, recvmsg, sendmsg, socket, sockopt,
-    AddressFamily, Backlog, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-    UnixAddr,
+    accept4, bind, connect, getsockopt, listen, recv, sendmsg, socket, sockopt, AddressFamily,
+    Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -602,35 +601,79 @@ pub(crate) struct Packet {
     pub(crate) fds: Vec<OwnedFd>,
 }
 
+/// Most descriptors one message can carry (the kernel's SCM_MAX_FD).
+const SCM_MAX_FD: usize = 253;
+
 /// Receives one packet without waiting (EAGAIN if none is queued); every fd
 /// it carries becomes an `OwnedFd` at once, so none can leak, whatever the
 /// caller decides about the packet.
+///
+/// Room is made for as many fds as one message can carry, not only the few
+/// a caller accepts: with less, the kernel would install what fits and
+/// flag MSG_CTRUNC. It also flags MSG_CTRUNC when it runs out of
+/// descriptor slots (EMFILE) part-way through a message, after installing
+/// some: those are listed in the control data all the same. nix's `cmsgs`
+/// refuses to walk control data flagged MSG_CTRUNC, so this walks it with
+/// libc's CMSG_* and owns every descriptor that is there.
 pub(crate) fn recv_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Packet> {
-    // Room for as many fds as one message can carry (the kernel's
-    // SCM_MAX_FD), not only the few a caller accepts: with less, the kernel
-    // installs what fits and flags MSG_CTRUNC, `cmsgs` then refuses to list
-    // them, and they would leak.
-    let mut cmsg = nix::cmsg_space!([RawFd; 253]);
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-    )?;
+    // SAFETY: CMSG_SPACE is arithmetic on its argument.
+    let space = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * std::mem::size_of::<RawFd>()) as u32) };
+    // u64 words: cmsghdr's alignment.
+    let mut control = vec![0u64; (space as usize).div_ceil(8)];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    // `as _`: these fields' types differ between C libraries.
+    mh.msg_iovlen = 1 as _;
+    mh.msg_control = control.as_mut_ptr().cast();
+    mh.msg_controllen = (control.len() * 8) as _;
+    // SAFETY: `mh` points at one iovec over `buf` and at `control`, both
+    // live and writable for the call, with their true lengths.
+    let n = unsafe {
+        libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut mh,
+            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| nix::errno::Errno::last())?;
     let mut fds = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            for r in raw {
-                // SAFETY: the kernel just installed `r` in our fd table for us
-                // (SCM_RIGHTS); nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(r) });
+    let written: usize = mh.msg_controllen as _;
+    let end = control.as_ptr() as usize + written.min(control.len() * 8);
+    // SAFETY: `mh` is the header recvmsg just filled: msg_control and
+    // msg_controllen describe the control data it wrote into `control`.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&mh) };
+    while !c.is_null() {
+        // SAFETY: CMSG_FIRSTHDR / CMSG_NXTHDR return a header that lies
+        // inside the control data, or null.
+        let hdr = unsafe { std::ptr::read_unaligned(c) };
+        // SAFETY: `c` is a header inside the control data (as above).
+        let data = unsafe { libc::CMSG_DATA(c) } as usize;
+        let cmsg_len: usize = hdr.cmsg_len as _;
+        let len = (c as usize)
+            .saturating_add(cmsg_len)
+            .min(end)
+            .saturating_sub(data);
+        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
+            for i in 0..len / std::mem::size_of::<RawFd>() {
+                // SAFETY: the descriptor's bytes lie inside this message's
+                // data, which ends before `end` (clamped above).
+                let raw = unsafe { std::ptr::read_unaligned((data as *const RawFd).add(i)) };
+                // SAFETY: the kernel just installed `raw` in our fd table
+                // for us (SCM_RIGHTS); nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
             }
         }
+        // SAFETY: `mh` and `c` as above.
+        c = unsafe { libc::CMSG_NXTHDR(&mh, c) };
     }
     Ok(Packet {
-        len: msg.bytes,
-        flags: msg.flags,
+        len: n,
+        flags: MsgFlags::from_bits_truncate(mh.msg_flags),
         fds,
     })
 }
@@ -783,6 +826,7 @@ impl Control {
             next_id: 1,
             stop: stop.clone(),
             wake: wake.clone(),
+            accept_paused_until: 0,
         };
         let thread = std::thread::Builder::new()
             .name("camux-control".into())
@@ -815,10 +859,17 @@ struct Server {
     next_id: u32,
     stop: Arc<AtomicBool>,
     wake: Arc<nix::sys::eventfd::EventFd>,
+    /// While the process is out of descriptors (accept failed with EMFILE
+    /// or the like), the listener is left out of `poll` until then (mono
+    /// ns): a queued connection would otherwise keep it readable and the
+    /// loop spinning on a failing accept.
+    accept_paused_until: u64,
 }
 
 /// Connections beyond `max_readers` that may sit in the handshake at once.
 const EXTRA_PENDING: usize = 64;
+/// How long accepting pauses after running out of descriptors.
+const ACCEPT_BACKOFF_NS: u64 = 100_000_000;
 
 impl Server {
     fn run(mut self) {
@@ -839,13 +890,22 @@ impl Server {
                 .iter()
                 .map(|p| p.deadline_ns)
                 .chain([next_beat])
+                .chain((self.accept_paused_until > now).then_some(self.accept_paused_until))
                 .min()
                 .unwrap_or(next_beat);
             let timeout_ms = (until.saturating_sub(now) / 1_000_000).clamp(1, 1000) as i32;
             let (np, na) = (self.pending.len(), self.active.len());
             let mut fds = Vec::with_capacity(2 + np + na);
             fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
-            fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+            let accepting = now >= self.accept_paused_until;
+            fds.push(PollFd::new(
+                self.listener.as_fd(),
+                if accepting {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                },
+            ));
             for p in &self.pending {
                 fds.push(PollFd::new(p.sock.as_fd(), PollFlags::POLLIN));
             }
@@ -884,7 +944,7 @@ impl Server {
                     self.handshake(p);
                 }
             }
-            if ready[1] {
+            if ready[1] && accepting {
                 self.accept_all();
             }
         }
@@ -929,6 +989,17 @@ impl Server {
                     });
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(
+                    nix::errno::Errno::EMFILE
+                    | nix::errno::Errno::ENFILE
+                    | nix::errno::Errno::ENOBUFS
+                    | nix::errno::Errno::ENOMEM,
+                ) => {
+                    // Out of descriptors or memory: the connection stays
+                    // queued; try again after a pause instead of at once.
+                    self.accept_paused_until = mono_ns() + ACCEPT_BACKOFF_NS;
+                    return;
+                }
                 Err(_) => return, // EAGAIN, or a transient error: poll again
             }
         }
