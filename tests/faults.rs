@@ -16,9 +16,7 @@
 mod util;
 
 use nix::sys::signal::Signal;
-use nix::sys::socket::{
-    connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{connect, send, MsgFlags, UnixAddr};
 use serde_json::Value;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -319,12 +317,6 @@ fn reader_frozen_ten_seconds_at_full_rate_lags_exactly_and_blocks_nobody() {
     ));
 }
 
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
-}
-
 fn status(addr: &str) -> Value {
     let (code, body) = util::http_get(addr, "/status");
     assert_eq!(code, 200, "{body}");
@@ -376,7 +368,7 @@ fn a_thousand_hostile_clients_leave_the_daemon_publishing_with_no_descriptor_lea
     // One real reader first, so every lazily made descriptor exists.
     let mut real = Reader::start("real", &d, d.path(), "cam0", "--verify");
     real.pump_frames(5);
-    let baseline = fd_count(daemon.pid());
+    let baseline = util::fd_count(daemon.pid());
     let sock = d.path().join("cam0.sock");
     let sock_addr = UnixAddr::new(&sock).unwrap();
     let hello = Hello {
@@ -399,13 +391,7 @@ fn a_thousand_hostile_clients_leave_the_daemon_publishing_with_no_descriptor_lea
     let mut i = 0u64;
     while i < 1000 || started.elapsed() < Duration::from_secs(2) {
         i += 1;
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let fd = util::seqpacket_socket();
         if connect(fd.as_raw_fd(), &sock_addr).is_err() {
             // A full backlog refuses: also an outcome a client can meet.
             refused += 1;
@@ -438,20 +424,20 @@ fn a_thousand_hostile_clients_leave_the_daemon_publishing_with_no_descriptor_lea
         }
         peak_open = peak_open.max(open.len());
         if i.is_multiple_of(50) {
-            peak_fds = peak_fds.max(fd_count(daemon.pid()));
+            peak_fds = peak_fds.max(util::fd_count(daemon.pid()));
             real.drain();
         }
     }
     real.drain();
     let real_during = real.log.frames - real_before;
     let storm_s = started.elapsed().as_secs_f64();
-    peak_fds = peak_fds.max(fd_count(daemon.pid()));
+    peak_fds = peak_fds.max(util::fd_count(daemon.pid()));
     drop(open);
 
     wd.phase("descriptors back to the baseline");
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {
-        let n = fd_count(daemon.pid());
+        let n = util::fd_count(daemon.pid());
         if n == baseline {
             break n;
         }

@@ -18,8 +18,8 @@ use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 use util::{
-    inspect, is_root, maps_of, ms_since, note, poll_until, reader_with_pid, serial, u64_at, which,
-    Dir, MountGuard, Producer, Reader, Watchdog,
+    fd_count, inspect, is_root, maps_of, ms_since, note, poll_until, reader_with_pid,
+    seqpacket_socket, serial, u64_at, which, Dir, MountGuard, Producer, Reader, Watchdog,
 };
 
 const STREAM: &str = "cam";
@@ -941,13 +941,6 @@ fn rolling_update_hands_over_without_errors() {
     note(format!("rolling: gap {gap:.1} ms, {acc:?}; A {sa}; B {sb}"));
 }
 
-/// The descriptors open in process `pid`.
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
-}
-
 /// `voluntary_ctxt_switches` of `pid`'s thread named `comm`: how often it
 /// blocked (a thread that spins on a ready descriptor never does).
 fn voluntary_switches(pid: u32, comm: &str) -> u64 {
@@ -1004,10 +997,7 @@ fn set_nofile(pid: u32, soft: usize) {
 #[test]
 fn a_producer_out_of_descriptors_neither_spins_nor_leaks_them() {
     use camux::ring::socket::{Hello, HelloKind};
-    use nix::sys::socket::{
-        connect, recv, send, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag,
-        SockType, UnixAddr,
-    };
+    use nix::sys::socket::{connect, recv, send, sendmsg, ControlMessage, MsgFlags, UnixAddr};
     use std::io::IoSlice;
     use std::os::fd::{AsRawFd, OwnedFd};
     let _serial = serial();
@@ -1021,13 +1011,7 @@ fn a_producer_out_of_descriptors_neither_spins_nor_leaks_them() {
     let fresh = fd_count(pid);
     let sock = UnixAddr::new(&d.path().join(format!("{STREAM}.sock"))).unwrap();
     let client = || -> OwnedFd {
-        let fd = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let fd = seqpacket_socket();
         connect(fd.as_raw_fd(), &sock).expect("connect (the backlog queues it)");
         fd
     };

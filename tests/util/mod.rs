@@ -912,6 +912,26 @@ pub fn inspect(d: &Dir, ring: &Path) -> Value {
         .unwrap_or_else(|e| panic!("inspect output is not JSON ({e}):\n{out}"))
 }
 
+/// The descriptors open in process `pid`.
+pub fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or_else(|e| panic!("/proc/{pid}/fd: {e}"))
+}
+
+/// A fresh, unconnected Unix SOCK_SEQPACKET socket, as a reader's client
+/// makes to reach a producer's `<stream>.sock`.
+pub fn seqpacket_socket() -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("a Unix seqpacket socket")
+}
+
 /// Polls `cond` until it holds (bounded by the watchdog). For states that
 /// only show in polled files (`/proc`, `inspect`): no notification exists
 /// to wait on, so a short poll interval is the condition wait.
