@@ -192,32 +192,23 @@ impl Row {
             r.runs = total as u32;
             return r;
         };
-        let of = |f: &dyn Fn(&Row) -> Option<f64>| {
-            let v: Vec<f64> = ok.iter().filter_map(f).collect();
-            (median(&v), v)
-        };
-        let med = |f: &dyn Fn(&Row) -> Option<f64>| of(f).0;
+        let values =
+            |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<f64> { ok.iter().filter_map(f).collect() };
+        let med = |f: &dyn Fn(&Row) -> Option<f64>| median(&values(f));
         let range = |f: &dyn Fn(&Row) -> Option<f64>| {
-            let v = of(f).1;
-            let lo = v.iter().copied().reduce(f64::min)?;
-            let hi = v.iter().copied().reduce(f64::max)?;
-            Some((lo, hi))
+            let v = values(f);
+            Some((
+                v.iter().copied().reduce(f64::min)?,
+                v.iter().copied().reduce(f64::max)?,
+            ))
         };
         let med_u64 = |f: &dyn Fn(&Row) -> Option<u64>| {
             med(&|r| f(r).map(|v| v as f64)).map(|v| v.round() as u64)
         };
-        // Element-wise medians of the per-reader figures (same reader count
-        // in every run).
-        let each = |f: &dyn Fn(&Row) -> &Vec<f64>| -> Vec<f64> {
-            (0..f(first).len())
-                .filter_map(|i| {
-                    median(
-                        &ok.iter()
-                            .filter_map(|r| f(r).get(i).copied())
-                            .collect::<Vec<_>>(),
-                    )
-                })
-                .collect()
+        // Element-wise medians of a per-reader figure (the same reader
+        // count in every run).
+        let each = |n: usize, f: &dyn Fn(&Row, usize) -> Option<f64>| -> Vec<f64> {
+            (0..n).filter_map(|i| med(&|r| f(r, i))).collect()
         };
         let p50 = med(&|r| r.latency_us.p50);
         let plotted = ok
@@ -241,7 +232,9 @@ impl Row {
             published: med_u64(&|r| r.published),
             delivered_fps: med(&|r| r.delivered_fps),
             delivered_fps_min: med(&|r| r.delivered_fps_min),
-            delivered_fps_per_reader: each(&|r| &r.delivered_fps_per_reader),
+            delivered_fps_per_reader: each(first.delivered_fps_per_reader.len(), &|r, i| {
+                r.delivered_fps_per_reader.get(i).copied()
+            }),
             producer_cpu_ms_per_frame: med(&|r| r.producer_cpu_ms_per_frame),
             producer_cpu_ms_per_frame_with_source: med(&|r| {
                 r.producer_cpu_ms_per_frame_with_source
@@ -252,7 +245,10 @@ impl Row {
                 r.producer_cpu_percent_of_core_with_source
             }),
             reader_cpu_ms_per_frame: med(&|r| r.reader_cpu_ms_per_frame),
-            reader_cpu_ms_per_frame_per_reader: each(&|r| &r.reader_cpu_ms_per_frame_per_reader),
+            reader_cpu_ms_per_frame_per_reader: each(
+                first.reader_cpu_ms_per_frame_per_reader.len(),
+                &|r, i| r.reader_cpu_ms_per_frame_per_reader.get(i).copied(),
+            ),
             latency_us: Latency {
                 p50,
                 p99: med(&|r| r.latency_us.p99),
@@ -261,9 +257,12 @@ impl Row {
                 max: ok.iter().filter_map(|r| r.latency_us.max).reduce(f64::max),
             },
             lost: med_u64(&|r| r.lost),
-            lost_per_reader: (0..first.lost_per_reader.len())
-                .filter_map(|i| med_u64(&|r| r.lost_per_reader.get(i).copied()))
-                .collect(),
+            lost_per_reader: each(first.lost_per_reader.len(), &|r, i| {
+                r.lost_per_reader.get(i).map(|&v| v as f64)
+            })
+            .into_iter()
+            .map(|v| v.round() as u64)
+            .collect(),
             producer_dropped: med_u64(&|r| r.producer_dropped),
             reader_private_kib: med(&|r| r.reader_private_kib),
             producer_private_kib: med_u64(&|r| r.producer_private_kib),
