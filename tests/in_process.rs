@@ -260,3 +260,78 @@ fn async_subscriber_receives_without_blocking_the_runtime() {
     assert_eq!(got, (1..=20).collect::<Vec<_>>());
     assert_eq!(ticks, 5);
 }
+
+/// The seqs of the frames in the ring's slots, from `camux inspect`'s view.
+fn frames_in_ring(dir: &std::path::Path) -> Vec<u64> {
+    let snap = camux::ring::inspect::snapshot(&dir.join("t.ring")).unwrap();
+    snap.slots
+        .iter()
+        .filter(|s| s.stamp != 0 && s.stamp & 1 == 0)
+        .map(|s| s.stamp >> 1)
+        .collect()
+}
+
+/// Warm slot reuse (`SlotReuse::Warm`) takes out of age order only frames
+/// every registered reader has consumed: a reader that stopped after frame
+/// 3 while another read on sees exactly the lag and frames it would see
+/// with oldest-first reuse. And while both keep up, the producer cycles
+/// through a few slots instead of all eight.
+#[test]
+fn warm_reuse_takes_only_consumed_frames_out_of_order() {
+    use camux::ring::SlotReuse;
+    for reuse in [SlotReuse::Oldest, SlotReuse::Warm] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path(), 8);
+        o.slot_reuse = reuse;
+        let mut p = Publisher::create(&o).unwrap();
+        let mut fast = Subscriber::open(dir.path(), "t").unwrap();
+        let mut slow = Subscriber::open(dir.path(), "t").unwrap();
+        let publish = |p: &mut Publisher, seq: u64| {
+            assert_eq!(
+                p.publish(&FrameInfo::default(), &frame(seq)).unwrap(),
+                camux::Published::Seq(seq)
+            );
+        };
+        let t = Duration::from_secs(10);
+        for seq in 1..=3 {
+            publish(&mut p, seq);
+            if seq == 1 {
+                // Registration completes in the publisher's claim; from
+                // here on both readers are in its scans.
+                assert_eq!(p.wait_readers(2, t), 2);
+            }
+            assert_eq!(fast.recv_timeout(t).unwrap().seq(), seq);
+            assert_eq!(slow.recv_timeout(t).unwrap().seq(), seq);
+        }
+        for seq in 4..=20 {
+            publish(&mut p, seq);
+            assert_eq!(fast.recv_timeout(t).unwrap().seq(), seq, "{reuse:?}");
+        }
+        // The slow reader wanted 4 on: 4..=12 were overwritten, oldest
+        // first, whichever the policy; 13..=20 are there.
+        let mut ring = frames_in_ring(dir.path());
+        ring.sort_unstable();
+        assert_eq!(ring, (13..=20).collect::<Vec<_>>(), "{reuse:?}");
+        match slow.recv_timeout(t) {
+            Err(RecvError::Lagged(9)) => {}
+            other => panic!("{reuse:?}: {other:?}"),
+        }
+        for seq in 13..=20 {
+            assert_eq!(slow.recv_timeout(t).unwrap().seq(), seq, "{reuse:?}");
+        }
+        // Both keep up now: warm reuse writes into two or three slots.
+        for seq in 21..=100 {
+            publish(&mut p, seq);
+            assert_eq!(fast.recv_timeout(t).unwrap().seq(), seq);
+            assert_eq!(slow.recv_timeout(t).unwrap().seq(), seq);
+        }
+        let recent = frames_in_ring(dir.path())
+            .into_iter()
+            .filter(|&s| s > 90)
+            .count();
+        match reuse {
+            SlotReuse::Warm => assert!(recent <= 3, "{recent} slots written lately"),
+            _ => assert_eq!(recent, 8),
+        }
+    }
+}

@@ -620,6 +620,7 @@ impl Subscriber {
                 };
                 self.kept = None;
                 lease.set_connection(sock);
+                lease.map.say_consumed(self.next);
                 self.reg = Some(Registration {
                     lease,
                     id: welcome.reader_id,
@@ -681,10 +682,14 @@ impl Subscriber {
         };
         let entry = lease.take(limit).ok_or(RecvError::HoldLimit { limit })?;
         let hold = lease.map.hold(entry);
+        let before = self.next;
         let got = match self.opts.mode {
             Mode::EveryFrame => self.step_every(hold),
             Mode::LatestOnly => self.step_latest(hold),
         };
+        if self.next != before {
+            lease.map.say_consumed(self.next);
+        }
         let (held, seq, skipped) = match got {
             Ok(Some(x)) => x,
             Ok(None) => {

@@ -40,6 +40,7 @@
 //! | model | threads | proves |
 //! | --- | --- | --- |
 //! | [`loom_every_frame_wrap`] | producer, 2 every-frame readers; 2 slots, 3 frames | no torn frame is accepted; a held slot is never written (race detector), also when a reader reuses its hold entry for the next frame; the lag count is exact: received + Σ Lagged(n) = last − first position, seqs strictly increase, each reader ends at head + 1, and no frame counted as lagged is still in the ring |
+//! | [`loom_warm_reuse_loses_no_frame`] | producer with warm reuse, 2 every-frame readers saying how far they got; 3 slots, 3 + 3 frames | with slots reused out of age order: no torn frame, no held slot written, and no reader loses a frame while a consumed unheld slot exists (a claim taking an unconsumed frame shows as a lag); a claim did reuse a slot newer than the oldest |
 //! | [`loom_hold_across_wraps`] | producer, a reader holding frame 1 across wraps, an every-frame reader; 2 slots, 1 + 3 frames | the held frame stays intact and validates; the producer never waits and never claims the held slot; with every slot held it drops (counted, no seq used up); the every-frame reader's lag is exact as above |
 //! | [`loom_seqlock_unheld_read`] | producer (no readers registered), an optimistic reader; 2 slots, 3 frames | a reader that reads without a hold and validates with [`still_intact`] never accepts mixed words |
 //! | [`loom_futex_no_lost_wakeup`] | producer, a blocking reader; 2 slots, 2 frames | [`prepare_wait`] / `bump_notify`: a reader never sleeps on a futex value no wake follows (no lost wake-up) |
@@ -258,6 +259,7 @@ struct HeapLease {
     holds: [AtomicU64; HOLDS],
     waiting: AtomicU32,
     revoked: AtomicU32,
+    consumed: AtomicU64,
 }
 
 /// A lease page shared by its reader and the producer.
@@ -270,6 +272,7 @@ impl Lease {
             holds: [AtomicU64::new(0), AtomicU64::new(0)],
             waiting: AtomicU32::new(0),
             revoked: AtomicU32::new(0),
+            consumed: AtomicU64::new(0),
         }))
     }
 }
@@ -283,6 +286,9 @@ impl LeaseWords for Lease {
     }
     fn revoked(&self) -> &AtomicU32 {
         &self.0.revoked
+    }
+    fn consumed(&self) -> &AtomicU64 {
+        &self.0.consumed
     }
 }
 
@@ -315,9 +321,17 @@ struct Producer {
     published: u64,
     dropped: u64,
     revoked: u32,
+    /// Claims that reused a slot whose frame was not the oldest in the ring.
+    reused_newer: u32,
 }
 
 impl Producer {
+    /// Turns on warm reuse (`ProducerCore::set_warm_reuse`).
+    fn warm(mut self) -> Producer {
+        self.core.set_warm_reuse(true);
+        self
+    }
+
     fn new(
         ring: &Arc<HeapRing>,
         leases: &[Lease],
@@ -339,6 +353,7 @@ impl Producer {
             published: 0,
             dropped: 0,
             revoked: 0,
+            reused_newer: 0,
         }
     }
 
@@ -347,10 +362,20 @@ impl Producer {
     fn publish(&mut self) -> Option<Sent> {
         self.now += 1;
         let seq = self.core.next_seq();
+        let oldest = self
+            .core
+            .slot_seqs()
+            .iter()
+            .copied()
+            .filter(|&q| q != 0)
+            .min();
         let (claim, report) =
             self.core
                 .claim(&*self.ring, &mut self.readers, self.now, self.hold_timeout);
         self.revoked += report.revoked;
+        if oldest.is_some_and(|o| report.reused_seq > o) {
+            self.reused_newer += 1;
+        }
         let Some(claim) = claim else {
             self.dropped += 1;
             // A dropped frame does not use up a seq number.
@@ -398,6 +423,8 @@ struct EveryFrame {
 impl EveryFrame {
     fn open(ring: &Arc<HeapRing>, lease: Lease) -> EveryFrame {
         let next = ring.head().load(Ordering::Acquire) + 1;
+        // As `Subscriber::register` (`LeaseMap::say_consumed`).
+        lease.consumed().store(next - 1, Ordering::Relaxed);
         EveryFrame {
             ring: ring.clone(),
             lease,
@@ -410,6 +437,15 @@ impl EveryFrame {
     }
 
     fn step(&mut self) -> Step {
+        let step = self.step_once();
+        // As `Subscriber::try_frame`: say how far it got once it moved on.
+        self.lease
+            .consumed()
+            .store(self.next - 1, Ordering::Relaxed);
+        step
+    }
+
+    fn step_once(&mut self) -> Step {
         let hold = self.lease.hold(0);
         let seq = self.next;
         match try_hold(&*self.ring, hold, seq) {
@@ -565,6 +601,79 @@ fn loom_every_frame_wrap() {
             "reader got every frame",
             "dropped (both slots held)",
         ],
+    );
+}
+
+/// Warm reuse: 3 slots hold frames 1-3, which two every-frame readers have
+/// read and said so in their lease pages; then the producer, preferring the
+/// slots of frames both have consumed (newest first, never the newest
+/// frame), publishes 3 more while the readers hold, read, release and say
+/// how far they got.
+///
+/// Proves: with slots reused out of age order, no torn frame is accepted and
+/// no held slot written (race detector); no reader loses a frame: with
+/// frame 1 consumed by both and never the newest, there is always a
+/// consumed unheld slot, so a claim that took a frame some reader had not
+/// consumed (stale or misread position, a wrong bound) shows as a lag; and
+/// the preference is really exercised (a claim reused a slot newer than
+/// the oldest frame). Lag counting with out-of-order holes is the same code
+/// as in `loom_every_frame_wrap`; that only consumed frames are taken out
+/// of age order when one reader lags is `tests/in_process.rs`
+/// `warm_reuse_takes_only_consumed_frames_out_of_order`.
+#[test]
+fn loom_warm_reuse_loses_no_frame() {
+    const SLOTS: u32 = 3;
+    const FRAMES: u64 = 6;
+    let reached = Reached::default();
+    let r = reached.clone();
+    check(move || {
+        let ring = HeapRing::new(SLOTS);
+        let leases = [Lease::new(), Lease::new()];
+        let mut producer = Producer::new(&ring, &leases, 1, Payload::Cell, NO_TIMEOUT).warm();
+        r.hit("execution");
+        let mut readers: Vec<_> = leases
+            .iter()
+            .map(|lease| EveryFrame::open(&ring, lease.clone()))
+            .collect();
+        // Frames 1-3, read by both before anything runs concurrently.
+        for _ in 0..SLOTS {
+            producer.publish().expect("a free slot");
+        }
+        for rd in &mut readers {
+            rd.run(u64::from(SLOTS), 0, &r);
+            assert_eq!(rd.received.len() as u64, u64::from(SLOTS));
+        }
+        let threads: Vec<_> = readers
+            .into_iter()
+            .map(|mut rd| {
+                let r = r.clone();
+                thread::spawn(move || {
+                    rd.run(FRAMES, PATIENCE, &r);
+                    rd
+                })
+            })
+            .collect();
+        for _ in u64::from(SLOTS)..FRAMES {
+            producer
+                .publish()
+                .expect("a consumed unheld slot is always there");
+        }
+        if producer.reused_newer > 0 {
+            r.hit("reused a slot newer than the oldest frame");
+        }
+        let head = ring.head().load(Ordering::Acquire);
+        assert_eq!(head, FRAMES);
+        for h in threads {
+            let mut rd = h.join().expect("reader");
+            rd.run(head, 0, &r);
+            rd.check_accounting();
+            assert_eq!(rd.lagged, 0, "lost frames {:?}", rd.lagged_seqs);
+            assert_eq!(rd.received, (1..=FRAMES).collect::<Vec<_>>());
+        }
+    });
+    reached.require(
+        "loom_warm_reuse_loses_no_frame",
+        &["reused a slot newer than the oldest frame"],
     );
 }
 

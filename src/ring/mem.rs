@@ -444,7 +444,11 @@ pub(crate) struct LeasePage {
     /// The reader id, written by the publishing thread once it scans this
     /// page's holds; the reader places no hold before it sees its own id here.
     registered: AtomicU32,
-    _pad0: [AtomicU32; 10],
+    /// The reader's position: it will never ask for a frame with a seq at
+    /// or below this again (0: not said). Reader-written, untrusted; the
+    /// producer only uses it to choose which unheld slot to reuse.
+    consumed: AtomicU64,
+    _pad0: [AtomicU32; 8],
     waiting: AtomicU32,
     revoked: AtomicU32,
     /// Right after `waiting`: the producer's per-frame loads of a reader
@@ -458,6 +462,7 @@ const LEASE_MAGIC: u64 = u64::from_le_bytes(*b"CAMUXLSE");
 const LEASE_VERSION: u32 = 1;
 
 const _: () = {
+    assert!(std::mem::offset_of!(LeasePage, consumed) == 24);
     assert!(std::mem::offset_of!(LeasePage, waiting) == 64);
     assert!(std::mem::offset_of!(LeasePage, holds) == 72);
     assert!(std::mem::size_of::<LeasePage>() <= LEASE_BYTES as usize);
@@ -575,6 +580,19 @@ impl LeaseMap {
     }
 }
 
+impl LeaseMap {
+    /// The reader's side: says that the next frame it will ask for is
+    /// `next`, so the producer may reuse the slots of older frames first
+    /// (FORMAT.md 8.3, 5.1).
+    pub(crate) fn say_consumed(&self, next: u64) {
+        // Relaxed: the producer reads it only to choose among unheld slots;
+        // holds, not this word, keep a frame from being overwritten.
+        self.page()
+            .consumed
+            .store(next.saturating_sub(1), Ordering::Relaxed);
+    }
+}
+
 /// Whatever leads to a lease page gets the protocol's view of it.
 trait PageRef {
     fn lease_page(&self) -> &LeasePage;
@@ -589,6 +607,9 @@ impl<P: PageRef> LeaseWords for P {
     }
     fn revoked(&self) -> &AtomicU32 {
         &self.lease_page().revoked
+    }
+    fn consumed(&self) -> &AtomicU64 {
+        &self.lease_page().consumed
     }
 }
 

@@ -34,7 +34,7 @@ pub use mem::{STATE_INIT, STATE_LIVE, STATE_STOPPED, STATE_SUPERSEDED};
 #[cfg(not(loom))]
 pub use publisher::{
     CopyStores, CreateError, FrameInfo, Loan, Origin, PublishError, Published, Publisher,
-    PublisherStats, ReaderInfo, RingOptions, StreamLock, FLAG_ERROR, FLAG_KEYFRAME,
+    PublisherStats, ReaderInfo, RingOptions, SlotReuse, StreamLock, FLAG_ERROR, FLAG_KEYFRAME,
     STREAMING_MIN_BYTES,
 };
 

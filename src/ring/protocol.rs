@@ -87,6 +87,9 @@ pub(crate) trait LeaseWords {
     fn waiting(&self) -> &AtomicU32;
     /// Holds the producer revoked after the hold timeout (counter, producer-written).
     fn revoked(&self) -> &AtomicU32;
+    /// The reader's position: it will not ask again for any seq at or below
+    /// this (0: not said). Only steers which unheld slot a claim reuses.
+    fn consumed(&self) -> &AtomicU64;
 }
 
 /// A registered reader, from the producer's side: its lease words plus what
@@ -157,6 +160,8 @@ pub(crate) struct ClaimReport {
     pub(crate) skipped_held: u32,
     /// Holds overridden because they outlived the hold timeout.
     pub(crate) revoked: u32,
+    /// The seq of the frame the claimed slot held before (0: it was empty).
+    pub(crate) reused_seq: u64,
 }
 
 /// The producer's private state: which frame each slot holds and their age order.
@@ -173,6 +178,8 @@ pub(crate) struct ProducerCore {
     /// readers reconnect).
     quarantined: Vec<bool>,
     quarantine_until_ns: u64,
+    /// Prefer reusing recently consumed slots ([`claim`](Self::claim)).
+    warm: bool,
 }
 
 impl ProducerCore {
@@ -214,6 +221,7 @@ impl ProducerCore {
             next_seq: max_seq.saturating_add(1),
             quarantined: vec![false; n as usize],
             quarantine_until_ns: 0,
+            warm: false,
         }
     }
 
@@ -224,6 +232,11 @@ impl ProducerCore {
             *q = self.slot_seq[s] != 0 && held(s as u32);
         }
         self.quarantine_until_ns = until_ns;
+    }
+
+    /// Turns warm reuse on or off (see [`claim`](Self::claim)).
+    pub(crate) fn set_warm_reuse(&mut self, on: bool) {
+        self.warm = on;
     }
 
     /// Ends the quarantine: every reader of the previous producer is back.
@@ -241,8 +254,21 @@ impl ProducerCore {
         self.next_seq
     }
 
-    /// Claims the oldest slot no reader holds, or `None` if every unclaimed
-    /// slot is held (the caller drops the frame). Never waits.
+    /// Claims a slot no reader holds, or `None` if every unclaimed slot is
+    /// held (the caller drops the frame). Never waits.
+    ///
+    /// Which slot: by default the oldest. With warm reuse
+    /// ([`set_warm_reuse`](Self::set_warm_reuse)) it first tries, newest
+    /// first, the slots whose frame every registered reader has consumed
+    /// (its seq is at or below the least `consumed` word of their lease
+    /// pages), never the newest frame; only then the oldest first as
+    /// usual. When readers keep up this reuses the slot written one or two
+    /// frames ago, whose lines are still in the caches, instead of cycling
+    /// the whole ring through them. A frame some reader has not consumed is
+    /// still only ever overwritten oldest first, so each reader's lag count
+    /// is what it would be without it. Off while a quarantine runs (the
+    /// previous producer's readers are not registered yet) and with no
+    /// reader registered.
     ///
     /// `now_ns` and `hold_timeout_ns` implement revocation: a hold that has
     /// blocked claims for longer than the timeout is overridden (and counted
@@ -255,44 +281,93 @@ impl ProducerCore {
         hold_timeout_ns: u64,
     ) -> (Option<Claim>, ClaimReport) {
         let mut report = ClaimReport::default();
-        for pos in 0..self.order.len() {
+        let quarantine = now_ns < self.quarantine_until_ns;
+        // `order` is empty slots first, then frames by ascending seq; the
+        // last entry is the newest frame. Positions tried by the warm pass
+        // (a contiguous range, tried downwards) are skipped below.
+        let mut tried = 0..0;
+        if self.warm && !quarantine && !readers.is_empty() && self.order.len() >= 2 {
+            // Relaxed: the value only steers the choice; the hold scan below
+            // decides safety. A hostile reader's huge value cannot lower the
+            // minimum, and a small one only turns the preference off.
+            let consumed = readers
+                .iter()
+                .map(|r| r.lease.consumed().load(Ordering::Relaxed))
+                .min()
+                .unwrap_or(0);
+            let newest = self.order.len() - 1;
+            let mut hi = newest;
+            while hi > 0 && self.slot_seq[self.order[hi - 1] as usize] > consumed {
+                hi -= 1;
+            }
+            let mut pos = hi;
+            while pos > 0 && self.slot_seq[self.order[pos - 1] as usize] != 0 {
+                pos -= 1;
+                if let Some(claim) =
+                    self.try_claim(ring, readers, pos, now_ns, hold_timeout_ns, &mut report)
+                {
+                    return (Some(claim), report);
+                }
+            }
+            tried = pos..hi;
+        }
+        for pos in (0..self.order.len()).filter(|p| !tried.contains(p)) {
             let slot = self.order[pos];
-            let prev = self.slot_seq[slot as usize];
-            if prev != 0 && self.quarantined[slot as usize] && now_ns < self.quarantine_until_ns {
+            if self.slot_seq[slot as usize] != 0 && self.quarantined[slot as usize] && quarantine {
                 report.skipped_held += 1;
                 continue;
             }
-            if prev != 0 {
-                // SYNC: Dekker with `try_hold`. Announce the claim, then the
-                // SeqCst fence orders it before our hold loads: a reader either
-                // sees the announcement (or the WRITING stamp that follows it)
-                // and backs off, or its hold store is visible to `is_held`.
-                // Release (on every store to `claiming`): a reader that
-                // Acquires any later value also sees our earlier stamp stores.
-                ring.claiming().store(slot + 1, Ordering::Release);
-                fence(Ordering::SeqCst);
-                if is_held(readers, prev, now_ns, hold_timeout_ns, &mut report) {
-                    // Withdraw. The stamp was never touched, so a holder's
-                    // `still_intact` never sees a false WRITING.
-                    ring.claiming().store(0, Ordering::Release);
-                    report.skipped_held += 1;
-                    continue;
-                }
+            if let Some(claim) =
+                self.try_claim(ring, readers, pos, now_ns, hold_timeout_ns, &mut report)
+            {
+                return (Some(claim), report);
             }
-            ring.stamp(slot).store(STAMP_WRITING, Ordering::Relaxed);
-            // SYNC: Release orders the WRITING stamp before the withdrawal of
-            // the announcement, for readers that Acquire `claiming` == 0.
-            ring.claiming().store(0, Ordering::Release);
-            // SYNC: Acquire half pairs with the Release stores of 0 that
-            // readers make when they drop a hold: their payload reads happen
-            // before our writes. Release half orders the WRITING stamp before
-            // the payload writes for seqlock-validating readers.
-            fence(Ordering::AcqRel);
-            self.order.remove(pos);
-            self.slot_seq[slot as usize] = 0;
-            return (Some(Claim { slot }), report);
         }
         (None, report)
+    }
+
+    /// Claims the slot at `order[pos]` unless a reader holds its frame.
+    fn try_claim<R: RingWords, L: LeaseWords>(
+        &mut self,
+        ring: &R,
+        readers: &mut [ReaderSlot<L>],
+        pos: usize,
+        now_ns: u64,
+        hold_timeout_ns: u64,
+        report: &mut ClaimReport,
+    ) -> Option<Claim> {
+        let slot = self.order[pos];
+        let prev = self.slot_seq[slot as usize];
+        if prev != 0 {
+            // SYNC: Dekker with `try_hold`. Announce the claim, then the
+            // SeqCst fence orders it before our hold loads: a reader either
+            // sees the announcement (or the WRITING stamp that follows it)
+            // and backs off, or its hold store is visible to `is_held`.
+            // Release (on every store to `claiming`): a reader that
+            // Acquires any later value also sees our earlier stamp stores.
+            ring.claiming().store(slot + 1, Ordering::Release);
+            fence(Ordering::SeqCst);
+            if is_held(readers, prev, now_ns, hold_timeout_ns, report) {
+                // Withdraw. The stamp was never touched, so a holder's
+                // `still_intact` never sees a false WRITING.
+                ring.claiming().store(0, Ordering::Release);
+                report.skipped_held += 1;
+                return None;
+            }
+        }
+        ring.stamp(slot).store(STAMP_WRITING, Ordering::Relaxed);
+        // SYNC: Release orders the WRITING stamp before the withdrawal of
+        // the announcement, for readers that Acquire `claiming` == 0.
+        ring.claiming().store(0, Ordering::Release);
+        // SYNC: Acquire half pairs with the Release stores of 0 that
+        // readers make when they drop a hold: their payload reads happen
+        // before our writes. Release half orders the WRITING stamp before
+        // the payload writes for seqlock-validating readers.
+        fence(Ordering::AcqRel);
+        self.order.remove(pos);
+        self.slot_seq[slot as usize] = 0;
+        report.reused_seq = prev;
+        Some(Claim { slot })
     }
 
     /// Publishes the frame written into `claim`'s slot (payload and metadata

@@ -107,6 +107,75 @@ pub struct RingOptions {
     /// [`CopyStores::Auto`]). Loans are filled by their owner and are not
     /// affected.
     pub copy_stores: CopyStores,
+    /// Which free slot a new frame reuses (default [`SlotReuse::Auto`]).
+    pub slot_reuse: SlotReuse,
+}
+
+/// Which unheld slot the producer reuses for a new frame.
+///
+/// A ring keeps its slots' frames until they are reused, and by default the
+/// oldest frame goes first. But once every registered reader has consumed
+/// a frame (each lease page says how far its reader has got), nobody will
+/// ask for it again, and reusing the slot written one or two frames ago
+/// keeps the producer's writes (and the readers' reads) in the caches
+/// instead of cycling every slot of a large ring through memory. A frame
+/// some reader has not consumed yet is still overwritten only oldest
+/// first, so lag counts do not change. `docs/FORMAT.md` section 5.1 has
+/// the rule and `docs/BENCHMARKS.md` the figures.
+///
+/// ```
+/// use camux::ring::{RingOptions, SlotReuse, StreamFormat};
+/// let mut opts = RingOptions::new("/run/camux", "cam0", StreamFormat::opaque(1 << 22), 1 << 22);
+/// opts.slot_reuse = SlotReuse::Oldest; // keep the last `slots` frames for readers yet to come
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum SlotReuse {
+    /// [`Warm`](Self::Warm) for slots of at least [`STREAMING_MIN_BYTES`]
+    /// (where caches matter), [`Oldest`](Self::Oldest) for smaller ones
+    /// (where the extra load per reader per frame would be the cost).
+    #[default]
+    Auto,
+    /// Always the oldest unheld slot: the ring holds the last `slots`
+    /// frames, also for a reader whose handshake is still under way.
+    Oldest,
+    /// First the most recent frame every registered reader has consumed
+    /// (never the newest frame), then the oldest.
+    Warm,
+}
+
+impl SlotReuse {
+    /// Every variant, in the order of their names in messages.
+    pub const ALL: [SlotReuse; 3] = [SlotReuse::Auto, SlotReuse::Oldest, SlotReuse::Warm];
+
+    /// The name configs and command lines use: `auto`, `oldest`, `warm`.
+    ///
+    /// ```
+    /// use camux::ring::SlotReuse;
+    /// assert_eq!(SlotReuse::Warm.name(), "warm");
+    /// assert_eq!(SlotReuse::from_name("oldest"), Some(SlotReuse::Oldest));
+    /// assert_eq!(SlotReuse::from_name("lru"), None);
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotReuse::Auto => "auto",
+            SlotReuse::Oldest => "oldest",
+            SlotReuse::Warm => "warm",
+        }
+    }
+
+    /// The variant called `name` (see [`name`](Self::name)).
+    pub fn from_name(name: &str) -> Option<SlotReuse> {
+        SlotReuse::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Whether a ring with slots of `slot_bytes` reuses warm slots.
+    fn warm(self, slot_bytes: u64) -> bool {
+        match self {
+            SlotReuse::Auto => slot_bytes >= STREAMING_MIN_BYTES as u64,
+            SlotReuse::Oldest => false,
+            SlotReuse::Warm => true,
+        }
+    }
 }
 
 /// How [`Publisher::publish`] writes a frame's bytes into its slot.
@@ -158,6 +227,17 @@ fn last_level_cache_bytes() -> Option<u64> {
         parse_cache_size(size.trim())
     })
     .max()
+}
+
+/// How many frames back a reused slot's previous frame may be for a copy
+/// into it to find its lines still in a last-level cache of `llc_bytes`:
+/// the source, the destination and the frames written since must fit in
+/// two thirds of it. On the 32 MiB cache of the machine in
+/// docs/BENCHMARKS.md a cached copy of 4 MiB into a slot written 1-3
+/// frames ago took a third of the time of a streaming one; at 8 MiB the
+/// two were level, at 12 MiB streaming won.
+fn warm_within(slot_bytes: u64, llc_bytes: u64) -> u64 {
+    (llc_bytes / 3 * 2 / slot_bytes.max(1)).saturating_sub(2)
 }
 
 /// "32768K" -> 32 MiB; "2M"; "512" (bytes).
@@ -234,6 +314,7 @@ impl RingOptions {
             allow_uids: None,
             allow_gids: None,
             copy_stores: CopyStores::Auto,
+            slot_reuse: SlotReuse::Auto,
         }
     }
 
@@ -586,6 +667,12 @@ pub struct Publisher {
     lock: Arc<Flock<File>>,
     /// Frames of at least this many bytes are copied with streaming stores.
     streaming_from: usize,
+    /// With [`CopyStores::Auto`]: a slot whose previous frame is at most
+    /// this many frames older than the head is still in the caches, and is
+    /// written with cached stores whatever its size (0: never).
+    warm_within: u64,
+    /// The seq the slot of the last claim held before (0: empty).
+    reused_seq: u64,
     /// The control thread has ended (its event channel disconnected).
     control_lost: bool,
 }
@@ -733,12 +820,20 @@ impl Publisher {
         ring.wake_all();
         let (lost_tx, lost_rx) = crossbeam_channel::unbounded();
         let layout = ring.layout();
+        let llc = last_level_cache_bytes().unwrap_or(DEFAULT_LLC_BYTES);
         let streaming_from = opts.copy_stores.streaming_from(
             layout
                 .slot_stride
                 .saturating_mul(u64::from(layout.geometry.slot_count)),
-            last_level_cache_bytes().unwrap_or(DEFAULT_LLC_BYTES),
+            llc,
         );
+        let warm = opts.slot_reuse.warm(layout.slot_stride);
+        core.set_warm_reuse(warm);
+        let warm_within = if warm && opts.copy_stores == CopyStores::Auto {
+            warm_within(layout.slot_stride, llc)
+        } else {
+            0
+        };
         Ok(Publisher {
             stats: PublisherStats::default(),
             ring,
@@ -757,12 +852,18 @@ impl Publisher {
             sock_path,
             lock,
             streaming_from,
+            warm_within,
+            reused_seq: 0,
             control_lost: false,
         })
     }
 
     /// Whether [`publish`](Self::publish) writes a frame of `len` bytes with
-    /// streaming stores ([`RingOptions::copy_stores`]).
+    /// streaming stores ([`RingOptions::copy_stores`]) into a slot that is
+    /// not warm. (With [`CopyStores::Auto`] and warm slot reuse, a slot
+    /// whose previous frame was written a few frames ago, so that its lines
+    /// are likely still cached, is written with cached stores instead:
+    /// `docs/FORMAT.md` 5.1.)
     ///
     /// ```
     /// use camux::ring::{CopyStores, RingOptions, StreamFormat};
@@ -777,6 +878,14 @@ impl Publisher {
     /// ```
     pub fn streams(&self, len: usize) -> bool {
         len >= self.streaming_from
+    }
+
+    /// Whether the slot just claimed held a frame recent enough that its
+    /// lines are likely still cached ([`warm_within`]), so that a cached
+    /// copy into it beats streaming stores.
+    fn reused_warm_slot(&self) -> bool {
+        let head = self.core.next_seq().saturating_sub(1);
+        self.reused_seq != 0 && head.saturating_sub(self.reused_seq) <= self.warm_within
     }
 
     /// Path of the ring file.
@@ -870,6 +979,7 @@ impl Publisher {
         let (claim, report) =
             self.core
                 .claim(&*self.ring, &mut self.readers, now, self.hold_timeout_ns);
+        self.reused_seq = report.reused_seq;
         if report.revoked > 0 {
             self.stats.revoked += u64::from(report.revoked);
             self.ring
@@ -1026,7 +1136,7 @@ impl Publisher {
             Err(PublishError::NoFreeSlot) => return Ok(Published::Dropped),
             Err(e) => return Err(e),
         };
-        let streaming = self.streams(payload.len());
+        let streaming = self.streams(payload.len()) && !self.reused_warm_slot();
         self.ring.write_payload(&mut claim, payload, streaming);
         let meta = self.meta(info, payload.len());
         Ok(Published::Seq(self.finish(
