@@ -621,7 +621,7 @@ impl V4l2IoMode {
     deny_unknown_fields,
     rename_all = "snake_case",
     expecting = "ring options: a mapping of `slots`, `max_frame_bytes`, `hold_limit`, \
-                 `hold_timeout`, `heartbeat`, `max_readers`, `copy_stores`"
+                 `hold_timeout`, `heartbeat`, `max_readers`, `copy_stores`, `slot_reuse`"
 )]
 pub struct RingConfig {
     /// Slots for readers (default 8, 1 to [`MAX_SLOTS`] together with a
@@ -662,6 +662,13 @@ pub struct RingConfig {
         serialize_with = "ser_copy_stores"
     )]
     pub copy_stores: crate::ring::CopyStores,
+    /// Which free slot a new frame reuses: `auto` (default: `warm` for
+    /// slots of 256 KiB or more), `warm` (the most recent frame every
+    /// reader has consumed, so writes stay in the caches) or `oldest`
+    /// (keep the last `slots` frames, also for readers still connecting).
+    /// See [`SlotReuse`](crate::ring::SlotReuse).
+    #[serde(deserialize_with = "de_slot_reuse", serialize_with = "ser_slot_reuse")]
+    pub slot_reuse: crate::ring::SlotReuse,
 }
 
 impl Default for RingConfig {
@@ -674,6 +681,7 @@ impl Default for RingConfig {
             heartbeat: Duration::from_millis(200),
             max_readers: 64,
             copy_stores: crate::ring::CopyStores::Auto,
+            slot_reuse: crate::ring::SlotReuse::Auto,
         }
     }
 }
@@ -1823,6 +1831,14 @@ const COPY_STORES: Rule<crate::ring::CopyStores> = Rule {
     },
 };
 
+const SLOT_REUSE: Rule<crate::ring::SlotReuse> = Rule {
+    expecting: "one of auto, oldest, warm",
+    check: |s| match s {
+        Scalar::Str(name) => crate::ring::SlotReuse::from_name(name).ok_or(Reject::Expected),
+        _ => Err(Reject::Expected),
+    },
+};
+
 const FILE_KIND: Rule<FileKind> = Rule {
     expecting: "one of auto, y4m, raw",
     check: |s| match s {
@@ -1861,6 +1877,7 @@ de_with!(de_hold_timeout, HOLD_TIMEOUT, Duration);
 de_with!(de_heartbeat, HEARTBEAT, Duration);
 de_with!(de_max_readers, MAX_READERS_RULE, u32);
 de_with!(de_copy_stores, COPY_STORES, crate::ring::CopyStores);
+de_with!(de_slot_reuse, SLOT_REUSE, crate::ring::SlotReuse);
 de_with!(de_mode, MODE, u32);
 de_with!(de_group, some GROUP, String);
 
@@ -1995,6 +2012,10 @@ fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 }
 
 fn ser_copy_stores<S: Serializer>(c: &crate::ring::CopyStores, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
+}
+
+fn ser_slot_reuse<S: Serializer>(c: &crate::ring::SlotReuse, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(c.name())
 }
 
@@ -2836,6 +2857,7 @@ streams:
       heartbeat: 50ms
       max_readers: 8
       copy_stores: streaming
+      slot_reuse: oldest
     access:
       ring_mode: "0640"
       socket_mode: 0o660
@@ -2886,6 +2908,7 @@ streams:
                         heartbeat: Duration::from_millis(50),
                         max_readers: 8,
                         copy_stores: crate::ring::CopyStores::Streaming,
+                        slot_reuse: crate::ring::SlotReuse::Oldest,
                     },
                     access: AccessConfig {
                         ring_mode: 0o640,
@@ -3027,7 +3050,7 @@ streams:
         assert_eq!(
             e.message,
             "unknown field `slotz`, expected one of `slots`, `max_frame_bytes`, `hold_limit`, \
-             `hold_timeout`, `heartbeat`, `max_readers`, `copy_stores`"
+             `hold_timeout`, `heartbeat`, `max_readers`, `copy_stores`, `slot_reuse`"
         );
         assert!(e
             .display
@@ -3454,6 +3477,24 @@ streams:
             (at(&text, "yuv"), "streams[0].source.format")
         );
         assert!(e.message.contains("rgb24"), "{}", e.message);
+    }
+
+    #[test]
+    fn slot_reuse_is_read_and_checked() {
+        let text = one(SYNTHETIC, "    ring:\n      slot_reuse: oldest\n");
+        let cfg = parse(&text, "daemon.yaml".as_ref()).unwrap();
+        assert_eq!(
+            cfg.streams[0].ring.slot_reuse,
+            crate::ring::SlotReuse::Oldest
+        );
+        let text = one(SYNTHETIC, "    ring:\n      slot_reuse: lru\n");
+        let e = bad(&text);
+        assert_eq!(e.at(), at(&text, "lru"));
+        assert_eq!(e.field, "streams[0].ring.slot_reuse");
+        assert_eq!(
+            e.message,
+            "expected one of auto, oldest, warm, found \"lru\""
+        );
     }
 
     #[test]

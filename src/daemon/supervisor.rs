@@ -494,6 +494,7 @@ fn ring_options(
     opts.hold_limit = r.hold_limit;
     opts.hold_timeout = r.hold_timeout;
     opts.copy_stores = r.copy_stores;
+    opts.slot_reuse = r.slot_reuse;
     opts.heartbeat = r.heartbeat;
     opts.max_readers = r.max_readers;
     opts.ring_mode = config.access.ring_mode;
