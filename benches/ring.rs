@@ -30,7 +30,7 @@
 //! `CAMUX_BENCH_QUIET=<seconds>` makes each benchmark first wait, up to that
 //! long, for the machine to be quiet. See `docs/BENCHMARKS.md`.
 
-use camux::ring::{CopyStores, RingOptions, StreamFormat, STREAMING_MIN_BYTES};
+use camux::ring::{CopyStores, RingOptions, SlotReuse, StreamFormat, STREAMING_MIN_BYTES};
 use camux::{FrameInfo, Published, Publisher, Subscriber};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use memmap2::{MmapMut, MmapOptions};
@@ -117,6 +117,17 @@ fn ring(root: &Root, frame: usize, readers: u32, src: &[u8]) -> Ring {
 }
 
 fn ring_with(root: &Root, frame: usize, readers: u32, src: &[u8], stores: CopyStores) -> Ring {
+    ring_reusing(root, frame, readers, src, stores, SlotReuse::Auto)
+}
+
+fn ring_reusing(
+    root: &Root,
+    frame: usize,
+    readers: u32,
+    src: &[u8],
+    stores: CopyStores,
+    reuse: SlotReuse,
+) -> Ring {
     let dir = tempfile::Builder::new()
         .prefix("camux-bench-")
         .tempdir_in(&root.path)
@@ -128,6 +139,7 @@ fn ring_with(root: &Root, frame: usize, readers: u32, src: &[u8], stores: CopySt
         frame as u64,
     );
     opts.copy_stores = stores;
+    opts.slot_reuse = reuse;
     assert_eq!(
         opts.slots, SLOTS,
         "the baseline assumes the default slot count"
@@ -428,6 +440,40 @@ fn publish_readers(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u
         }
         g.finish();
     }
+}
+
+/// Sizes of `read_along/*`: where slot reuse decides whether the copy hits
+/// the caches.
+const ALONG_SIZES: [usize; 2] = [MIB, 4 * MIB];
+
+/// `read_along/{oldest,warm}/<size>`: a publish and one reader's receive of
+/// it (metadata only), frame after frame, so the reader always keeps up:
+/// what `SlotReuse::Warm` is for. Oldest-first cycles all 8 slots through
+/// the copy; warm reuse writes into the two or three slots the reader has
+/// just released.
+fn read_along(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u8]) {
+    let info = FrameInfo::default();
+    let mut g = c.benchmark_group("read_along");
+    for &size in &ALONG_SIZES {
+        let l = label(size);
+        let data = &src[..size];
+        g.throughput(Throughput::Bytes(size as u64));
+        for reuse in [SlotReuse::Oldest, SlotReuse::Warm] {
+            let mut r = ring_reusing(root, size, 1, src, CopyStores::Auto, reuse);
+            let id = format!("read_along/{}/{l}", reuse.name());
+            g.bench_function(BenchmarkId::new(reuse.name(), &l), |b| {
+                bg.begin();
+                b.iter(|| {
+                    black_box(r.publisher.publish(&info, black_box(data)).unwrap());
+                    let f = r.subs[0].try_recv().expect("the frame just published");
+                    black_box(f.seq())
+                })
+            });
+            bg.end(&id);
+            r.assert_no_drops(&id);
+        }
+    }
+    g.finish();
 }
 
 /// Frames published per timed batch in `read/*`: every slot, so the whole
@@ -837,6 +883,26 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
 
     let _ = writeln!(
         w,
+        "\n| publish + receive, reader keeping up | oldest first | warm reuse | warm / oldest |"
+    );
+    let _ = writeln!(w, "| ---: | ---: | ---: | ---: |");
+    for &size in &ALONG_SIZES {
+        let l = label(size);
+        let (o, wm) = (
+            get(&format!("read_along/oldest/{l}")),
+            get(&format!("read_along/warm/{l}")),
+        );
+        let _ = writeln!(
+            w,
+            "| {l} | {} | {} | {} |",
+            cell(&o, Some(size)),
+            cell(&wm, Some(size)),
+            ratio_cell(&wm, &o),
+        );
+    }
+
+    let _ = writeln!(
+        w,
         "\n| publish | 1 reader | 4 readers | 16 readers | 4 / 1 | 16 / 1 |"
     );
     let _ = writeln!(w, "| ---: | ---: | ---: | ---: | ---: | ---: |");
@@ -1005,6 +1071,7 @@ fn main() {
     let mut bg = Background::new();
     copy_vs_memcpy(&mut c, &mut bg, &root, &src);
     publish_readers(&mut c, &mut bg, &root, &src);
+    read_along(&mut c, &mut bg, &root, &src);
     read_frame_size(&mut c, &mut bg, &root, &src);
     c.final_summary();
 
