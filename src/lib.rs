@@ -41,6 +41,7 @@ pub use client::AsyncSubscriber;
 #[cfg(not(loom))]
 pub use client::{
     Frame, FrameMeta, Gap, Mode, OpenError, RecvError, Subscriber, SubscriberOptions,
+    SPIN_WHEN_WAITS_UNDER,
 };
 #[cfg(not(loom))]
 pub use ring::{FrameInfo, Published, Publisher, RingOptions};
