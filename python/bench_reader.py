@@ -13,12 +13,23 @@ Readers:
   python-copy the same plus bytes(frame) (a 4 MB copy per frame)
   camux-tail  `camux tail` (whole process, start-up and printing included;
               stdout to /dev/null)
+  c-floor     the limit for a native reader: capi/examples/pipe_reader.rs,
+              a blocking one-byte read() of a pipe per frame, no camux
+  python-floor the same loop in Python (os.read in a function): what a cold
+              wake-up costs the interpreter before any camux code runs
+
+The two floors get their ticks from a pinger process instead of a
+publisher: at the same rate it writes the frame's bytes (cached stores, into
+one of two buffers in turn, as the rendering publisher does when warm slot
+reuse recycles recent slots) and then one byte into the pipe, so the readers
+wake as cold as they do behind `camux publish`.
 
 Python readers run with OPENBLAS_NUM_THREADS=1 (numpy's BLAS threads
 would otherwise add their own CPU). Figures only: nothing here asserts a time. Needs the camux binary
-($CAMUX_BIN or target/debug/camux), the Rust reader
-(`cargo build --release --example rust_reader` in capi/) and the camux
-package installed. Usage: bench_reader.py [--frames N] [--fps F] [--repeat N] [--json]
+($CAMUX_BIN or target/debug/camux), the Rust readers
+(`cargo build --release --examples` in capi/: rust_reader, pipe_reader) and
+the camux package installed.
+Usage: bench_reader.py [--frames N] [--fps F] [--repeat N] [--only SCENARIO] [--json]
 With --repeat N every reader runs once per round, N rounds; each figure is
 the median over the rounds and each ratio also the median of the rounds'
 own (paired) ratios.
@@ -77,6 +88,78 @@ main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
 """
 
 
+PY_PIPE_READER = r"""
+import json, os, resource, sys
+def cpu_ns():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return int((r.ru_utime + r.ru_stime) * 1e9)
+def main(fd, n):
+    print("registered", flush=True)
+    ticks = check = 0
+    start = 0
+    while ticks < n:
+        b = os.read(fd, 1)
+        if not b:
+            raise SystemExit("the pipe closed early")
+        check ^= b[0]
+        ticks += 1
+        if ticks == 1:
+            start = cpu_ns()
+    print(json.dumps({"frames": ticks - 1, "cpu_ns": cpu_ns() - start, "lagged": 0, "check": check}))
+main(int(sys.argv[1]), int(sys.argv[2]))
+"""
+
+# The floors' tick source: writes a frame's worth of bytes, then one byte
+# into the pipe, `n` times at `fps`, on absolute deadlines.
+PINGER = r"""
+import ctypes, os, sys, time
+fd, n, fps, nbytes = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+bufs = [bytearray(nbytes) for _ in range(2)]
+addrs = [ctypes.addressof((ctypes.c_char * nbytes).from_buffer(b)) for b in bufs]
+period, t = 1.0 / fps, time.monotonic()
+for i in range(n):
+    ctypes.memset(addrs[i % 2], i & 255, nbytes)
+    os.write(fd, b"x")
+    t += period
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+"""
+
+FLOORS = ("c-floor", "python-floor")
+
+
+def run_floor(kind: str, cmd: list[str], frames: int, fps: float, nbytes: int) -> dict:
+    """One floor reader alone against its own pinger (see the docstring)."""
+    r, w = os.pipe()
+    try:
+        argv = [a.replace("{fd}", str(r)) for a in cmd]
+        reader = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, pass_fds=(r,))
+        assert reader.stdout is not None
+        # Ticks start only once the reader waits: queued ones would be read
+        # back to back, warm.
+        first = reader.stdout.readline()
+        if "registered" not in first:
+            raise SystemExit(f"{kind} did not start: {first!r} {reader.stderr.read()}")
+        os.close(r)
+        r = -1
+        pinger = subprocess.Popen([sys.executable, "-c", PINGER, str(w), str(frames), str(fps),
+                                   str(nbytes)], pass_fds=(w,))
+        os.close(w)
+        w = -1
+        out, err = reader.communicate(timeout=600)
+        if pinger.wait(timeout=60) != 0 or reader.returncode != 0:
+            raise SystemExit(f"{kind} failed: {err}")
+    finally:
+        for fd in (r, w):
+            if fd >= 0:
+                os.close(fd)
+    res = json.loads(out.splitlines()[-1])
+    res["cpu_us_per_frame"] = res["cpu_ns"] / max(1, res["frames"]) / 1000
+    return res
+
+
 def camux_bin() -> str:
     """$CAMUX_BIN, else the main crate's debug build (the one the tests use:
     built from the same source as the bindings)."""
@@ -85,6 +168,8 @@ def camux_bin() -> str:
 
 def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: int,
         copy: bool) -> dict:
+    if kind in FLOORS:
+        return run_floor(kind, cmd, frames, fps, width * height * 2)
     with tempfile.TemporaryDirectory(prefix="camux-bench-") as d:
         pub = subprocess.Popen(
             [camux_bin(), "publish", "--dir", d, "--stream", "b", "--width", str(width),
@@ -122,14 +207,17 @@ def run(kind: str, cmd: list[str], frames: int, fps: float, width: int, height: 
 
 def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: list[str],
              repeat: int, copy: bool = False) -> dict:
-    rust_reader = os.environ.get("CAMUX_RUST_READER") or str(
-        REPO / "capi" / "target" / "release" / "examples" / "rust_reader")
+    examples = REPO / "capi" / "target" / "release" / "examples"
+    rust_reader = os.environ.get("CAMUX_RUST_READER") or str(examples / "rust_reader")
+    pipe_reader = os.environ.get("CAMUX_PIPE_READER") or str(examples / "pipe_reader")
     readers = {
         "rust": [rust_reader, "{dir}", "b", str(n)],
         "python": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "meta"],
         "python-np": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "np"],
         "python-copy": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "copy"],
         "camux-tail": [camux_bin(), "tail", "--dir", "{dir}", "b", "--count", str(n)],
+        "c-floor": [pipe_reader, "{fd}", str(n)],
+        "python-floor": [sys.executable, "-c", PY_PIPE_READER, "{fd}", str(n)],
     }
     # Round after round (every reader once per round), so a busy spell of a
     # shared machine hits every reader alike; each figure is then the median
@@ -156,9 +244,18 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
         ratios["python-np/rust"] = ratio("python-np", "rust")
     if "python-copy" in per and per.get("python"):
         ratios["python-copy/python"] = ratio("python-copy", "python")
+    above = {}
+    if per.get("c-floor") and per.get("python-floor"):
+        ratios["python-floor/c-floor"] = ratio("python-floor", "c-floor")
+        # What camux adds on top of each language's own cold wake-up.
+        for reader, floor in (("rust", "c-floor"), ("python", "python-floor")):
+            if reader in per:
+                above[reader] = statistics.median(
+                    r[reader]["cpu_us_per_frame"] - r[floor]["cpu_us_per_frame"] for r in rounds)
     return {"title": title, "frame": f"{width}x{height} YUYV", "fps": fps, "frames": n,
             "publisher": "publish --copy" if copy else "publish (render into a loan)",
-            "rounds": repeat, "readers": results, "ratios": ratios}
+            "rounds": repeat, "readers": results, "ratios": ratios,
+            "above_floor_us": above}
 
 
 def main() -> None:
@@ -168,26 +265,32 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds per scenario (every reader once per round); figures are medians")
+    ap.add_argument("--only", choices=["paced", "copy", "warm"],
+                    help="run one scenario: paced (render into a loan, with the floors), "
+                         "copy (publish --copy) or warm (64x48 at 1000 fps)")
     args = ap.parse_args()
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
-    runs = [
-        scenario("paced 1920x1080 (cold wake-ups)", args.frames, args.fps, 1920, 1080,
-                 ["rust", "python", "python-np", "python-copy", "camux-tail"], args.repeat),
+    plan = [
+        ("paced", "paced 1920x1080 (cold wake-ups)", args.frames, args.fps, 1920, 1080,
+         ["rust", "python", "python-np", "python-copy", "camux-tail", "c-floor",
+          "python-floor"], {}),
         # The same with the publisher copying each frame in (`publish --copy`,
         # as the daemon's V4L2 MMAP path does): rendering 4 MB straight into
         # a new slot each frame with cached stores evicts most of the
         # readers' caches between frames, which a camera's DMA (USERPTR) or
         # the streaming copy does not; the Python reader, with the larger
         # working set, pays more for it.
-        scenario("paced 1920x1080, copy-in publisher", args.frames, args.fps, 1920, 1080,
-                 ["rust", "python", "python-np", "python-copy"], args.repeat, copy=True),
+        ("copy", "paced 1920x1080, copy-in publisher", args.frames, args.fps, 1920, 1080,
+         ["rust", "python", "python-np", "python-copy"], {"copy": True}),
         # Frame size does not matter to a metadata-only reader; small frames
         # let even a debug publisher run at 1000 fps, so each wake-up finds
         # the reader's caches warm.
-        scenario("1000 fps 64x48 (warm wake-ups)", 1000, 1000, 64, 48, ["rust", "python", "python-np"],
-                 args.repeat),
+        ("warm", "1000 fps 64x48 (warm wake-ups)", 1000, 1000, 64, 48,
+         ["rust", "python", "python-np"], {}),
     ]
+    runs = [scenario(title, n, fps, w, h, kinds, args.repeat, **kw)
+            for name, title, n, fps, w, h, kinds, kw in plan if args.only in (None, name)]
     out = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "load": os.getloadavg()},
@@ -210,6 +313,8 @@ def main() -> None:
             paired = " ".join(f"{x:.2f}" for x in v["paired_runs"])
             print(f"  {k:20} {v['of_medians']:6.2f}x of medians, {v['median_paired']:.2f}x median paired "
                   f"(rounds: {paired})")
+        for k, v in r["above_floor_us"].items():
+            print(f"  {k} above its floor: {v:.1f} us CPU/frame (median of the rounds)")
 
 
 if __name__ == "__main__":
