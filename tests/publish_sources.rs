@@ -352,6 +352,24 @@ fn copy_mode_publishes_the_same_frames() {
     );
 }
 
+/// `--copy-stores` and `--slot-reuse` reach the ring: forced streaming
+/// stores (on frames far smaller than `auto` would stream, so the copy's
+/// unaligned head and tail are exercised) with warm reuse, and forced
+/// cached stores with oldest-first reuse, both deliver the same bytes.
+#[test]
+fn copy_stores_and_slot_reuse_options_publish_the_same_frames() {
+    six_pattern_frames_reach_a_reader(
+        "copy_stores_streaming_warm",
+        FourCc::YUYV,
+        "--copy --copy-stores streaming --slot-reuse warm",
+    );
+    six_pattern_frames_reach_a_reader(
+        "copy_stores_cached_oldest",
+        FourCc::RGB3,
+        "--copy --copy-stores cached --slot-reuse oldest",
+    );
+}
+
 /// `camux publish` of 6 test-pattern frames of 64x48 `fourcc` (plus
 /// `extra` arguments): a reader gets them byte for byte, stamps verified,
 /// and the producer stops by itself having published 6.

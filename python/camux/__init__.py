@@ -154,7 +154,10 @@ _ASYNC_SLICE = 0.1
 
 class Subscriber(_NativeSubscriber):
     """A reader of one stream: ``Subscriber(stream, dir="/run/camux",
-    mode="every"|"latest", *, raise_lagged=False, handshake_timeout=2.0)``.
+    mode="every"|"latest", *, raise_lagged=False, handshake_timeout=2.0,
+    spin=None)``. ``spin`` is how long (seconds) a blocking ``recv`` polls
+    before it sleeps when frames come less than 50 us apart; ``None`` is
+    the library's default (100 us), 0 never polls.
 
     ``recv(timeout=None)`` blocks (GIL released) for the next frame;
     ``try_recv()`` and ``latest()`` never block; ``for frame in sub:``

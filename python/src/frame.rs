@@ -75,7 +75,7 @@ impl Frame {
 
     /// NumPy shape and byte strides for the format, checked against the
     /// payload length; `None` for formats without a fixed image shape.
-    fn image_shape(&self) -> Option<(Vec<usize>, Vec<usize>)> {
+    fn image_shape(&self) -> Option<Shape> {
         let f = &self.meta.format;
         let (w, h) = (f.width as usize, f.height as usize);
         let s0 = f.strides[0] as usize;
@@ -88,9 +88,9 @@ impl Frame {
         let packed = |px: usize| {
             (first_at_zero && fits(h, w * px, s0)).then(|| {
                 if px == 1 {
-                    (vec![h, w], vec![s0, 1])
+                    Shape::new(&[h, w], &[s0, 1])
                 } else {
-                    (vec![h, w, px], vec![s0, px, 1])
+                    Shape::new(&[h, w, px], &[s0, px, 1])
                 }
             })
         };
@@ -104,7 +104,7 @@ impl Frame {
                     || (f.strides[1] as usize == s0 && f.plane_offsets[1] as usize == s0 * h);
                 let rows = h + h / 2;
                 (first_at_zero && chroma_follows && fits(rows, w, s0))
-                    .then(|| (vec![rows, w], vec![s0, 1]))
+                    .then(|| Shape::new(&[rows, w], &[s0, 1]))
             }
             // Three planes packed with no row padding: the same bytes as
             // the (h*3/2, w) array OpenCV's COLOR_YUV2BGR_I420 takes.
@@ -115,30 +115,142 @@ impl Frame {
                             && f.plane_offsets[2] as usize == w * h + (w / 2) * (h / 2)
                             && f.strides[1] as usize == w / 2));
                 let rows = h + h / 2;
-                (first_at_zero && tight && fits(rows, w, w)).then(|| (vec![rows, w], vec![w, 1]))
+                (first_at_zero && tight && fits(rows, w, w))
+                    .then(|| Shape::new(&[rows, w], &[w, 1]))
             }
             _ => None,
         }
     }
 }
 
-/// The numpy callables `array()` uses, looked up once.
-struct Numpy {
-    asarray: Py<PyAny>,
-    ndarray: Py<PyAny>,
-    uint8: Py<PyAny>,
+/// An image's NumPy shape and byte strides (1 byte items), at most 3-D.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    ndim: usize,
+    shape: [isize; 3],
+    strides: [isize; 3],
 }
 
-fn numpy(py: Python<'_>) -> PyResult<&'static Numpy> {
-    static NUMPY: GILOnceCell<Numpy> = GILOnceCell::new();
-    NUMPY.get_or_try_init(py, || {
-        let np = py.import("numpy")?;
-        Ok(Numpy {
-            asarray: np.getattr("asarray")?.unbind(),
-            ndarray: np.getattr("ndarray")?.unbind(),
-            uint8: np.getattr("uint8")?.unbind(),
-        })
-    })
+impl Shape {
+    fn new(shape: &[usize], strides: &[usize]) -> Shape {
+        let mut s = Shape {
+            ndim: shape.len(),
+            shape: [0; 3],
+            strides: [0; 3],
+        };
+        for (i, (&n, &st)) in shape.iter().zip(strides).enumerate() {
+            // Both are bounded by the payload length (checked by the
+            // caller), which is an isize.
+            s.shape[i] = n as isize;
+            s.strides[i] = st as isize;
+        }
+        s
+    }
+
+    /// One past the last byte an array of this shape addresses.
+    fn extent(&self) -> usize {
+        let dims = self.shape[..self.ndim]
+            .iter()
+            .zip(&self.strides[..self.ndim]);
+        1 + dims
+            .map(|(&n, &st)| (n.max(1) as usize - 1) * st as usize)
+            .sum::<usize>()
+    }
+}
+
+/// `numpy.asarray`, looked up once.
+fn asarray(py: Python<'_>) -> PyResult<&'static Py<PyAny>> {
+    static ASARRAY: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+    ASARRAY.get_or_try_init(py, || Ok(py.import("numpy")?.getattr("asarray")?.unbind()))
+}
+
+/// What `Frame.array()` hands to `numpy.asarray`: an exporter of the
+/// frame's payload with the image's shape and strides, so that NumPy
+/// builds the shaped array in one call (building a flat array and then an
+/// `ndarray(shape, buffer=flat, strides=...)` on it cost twice as much per
+/// frame, most of it on a cold wake-up). Each export counts as one of the
+/// frame's, exactly as a flat one does: the array's base chain ends in a
+/// memoryview of this object, which references the frame.
+#[pyclass(module = "camux", name = "_ShapedView", frozen)]
+struct ShapedView {
+    frame: Py<Frame>,
+    shape: Shape,
+}
+
+#[pymethods]
+impl ShapedView {
+    /// Exports the payload with the image's shape: read-only, strided.
+    ///
+    /// # Safety
+    /// Called by CPython with a `Py_buffer` to fill.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let frame = this.frame.get();
+        if flags & pyo3::ffi::PyBUF_WRITABLE != 0 {
+            return Err(PyBufferError::new_err("frames are read-only"));
+        }
+        if flags & pyo3::ffi::PyBUF_STRIDES != pyo3::ffi::PyBUF_STRIDES {
+            return Err(PyBufferError::new_err(
+                "a shaped frame view needs a strided buffer request",
+            ));
+        }
+        let mut held = frame.lock();
+        let Some(f) = &held.frame else {
+            return Err(errors::released(py, frame.meta.seq));
+        };
+        let payload = f.payload();
+        let shape = &this.shape;
+        if shape.extent() > payload.len() {
+            return Err(PyBufferError::new_err(
+                "the frame's format does not fit its payload",
+            ));
+        }
+        let len: isize = shape.shape[..shape.ndim].iter().product();
+        // SAFETY: `view` is the Py_buffer CPython asked us to fill (the
+        // caller's contract). `buf` points into the ring mapping, which the
+        // frame's guard keeps mapped and held until this export ends:
+        // `release()` refuses while `exports` > 0 (both under this lock),
+        // and `view.obj` (a new reference to this object, which references
+        // the frame) keeps both alive. Every byte the shape and strides
+        // address lies in the payload (extent checked above). `shape` and
+        // `strides` point into this frozen object, which does not move and
+        // outlives the export. readonly = 1; format "B" (unsigned bytes)
+        // when asked for, NULL means the same otherwise.
+        unsafe {
+            let v = &mut *view;
+            v.buf = payload.as_ptr() as *mut std::ffi::c_void;
+            v.obj = slf.clone().into_any().unbind().into_ptr();
+            v.len = len;
+            v.itemsize = 1;
+            v.readonly = 1;
+            v.ndim = shape.ndim as c_int;
+            v.format = if flags & pyo3::ffi::PyBUF_FORMAT != 0 {
+                c"B".as_ptr() as *mut std::ffi::c_char
+            } else {
+                std::ptr::null_mut()
+            };
+            v.shape = shape.shape.as_ptr() as *mut isize;
+            v.strides = shape.strides.as_ptr() as *mut isize;
+            v.suboffsets = std::ptr::null_mut();
+            v.internal = std::ptr::null_mut();
+        }
+        held.exports += 1;
+        Ok(())
+    }
+
+    /// Ends one export started by `__getbuffer__`.
+    ///
+    /// # Safety
+    /// Called by CPython once per successful `__getbuffer__`.
+    unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
+        let mut held = self.frame.get().lock();
+        held.exports = held.exports.saturating_sub(1);
+    }
 }
 
 /// A stream format as a Python dict.
@@ -324,24 +436,26 @@ impl Frame {
         if this.lock().frame.is_none() {
             return Err(errors::released(py, this.meta.seq));
         }
-        let np = numpy(py)?;
-        // Through `numpy.asarray(self)`, never `ndarray(buffer=self)`: the
-        // latter releases the buffer it takes at once and keeps only `self`
+        // Through `numpy.asarray`, never `ndarray(buffer=...)`: the latter
+        // releases the buffer it takes at once and keeps only the exporter
         // as its base, which would not count as an export. `asarray` keeps
-        // a memoryview (holding its export of this frame, taken by
-        // `__getbuffer__` with the lock not held here) at the root of the
-        // base chain of every array derived from it.
-        let flat = np.asarray.bind(py).call1((slf,))?;
-        let Some((shape, strides)) = this.image_shape() else {
-            return Ok(flat);
-        };
-        let kw = PyDict::new(py);
-        kw.set_item("dtype", np.uint8.bind(py))?;
-        kw.set_item("buffer", flat)?;
-        kw.set_item("strides", PyTuple::new(py, strides)?)?;
-        np.ndarray
-            .bind(py)
-            .call((PyTuple::new(py, shape)?,), Some(&kw))
+        // a memoryview (holding its export, taken by `__getbuffer__` with
+        // the lock not held here) at the root of the base chain of every
+        // array derived from it.
+        let asarray = asarray(py)?.bind(py);
+        match this.image_shape() {
+            None => asarray.call1((slf,)),
+            Some(shape) => {
+                let view = Bound::new(
+                    py,
+                    ShapedView {
+                        frame: slf.clone().unbind(),
+                        shape,
+                    },
+                )?;
+                asarray.call1((view,))
+            }
+        }
     }
 
     /// NumPy's fallback when the buffer protocol fails, which only happens

@@ -66,9 +66,11 @@ impl Subscriber {
     /// the producer. `mode` is "every" (every frame in order) or "latest"
     /// (only the newest at each call). With `raise_lagged=True` a reader
     /// that fell behind gets `camux.Lagged` from `recv`; by default the
-    /// count is on the next frame's `lagged` attribute.
+    /// count is on the next frame's `lagged` attribute. `spin` (seconds,
+    /// default 100 us, 0 never) is how long `recv` polls before it sleeps
+    /// when frames come less than 50 us apart (sensor records flat out).
     #[new]
-    #[pyo3(signature = (stream, dir = "/run/camux", mode = "every", *, raise_lagged = false, handshake_timeout = 2.0))]
+    #[pyo3(signature = (stream, dir = "/run/camux", mode = "every", *, raise_lagged = false, handshake_timeout = 2.0, spin = None))]
     fn new(
         py: Python<'_>,
         stream: &str,
@@ -76,11 +78,15 @@ impl Subscriber {
         mode: &str,
         raise_lagged: bool,
         handshake_timeout: f64,
+        spin: Option<f64>,
     ) -> PyResult<Self> {
         let mut opts = camux::SubscriberOptions::new(stream)
             .dir(dir)
             .mode(parse_mode(mode)?);
         opts.handshake_timeout = seconds("handshake_timeout", handshake_timeout)?;
+        if let Some(spin) = spin {
+            opts.spin = seconds("spin", spin)?;
+        }
         let sub = py
             .allow_threads(|| camux::Subscriber::with_options(opts))
             .map_err(|e| errors::open(py, e))?;

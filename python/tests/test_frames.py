@@ -48,6 +48,7 @@ def test_numpy_view_is_in_the_ring_mapping_and_verifies(publish):
                 assert any(s <= ptr and ptr + frame.length <= e for s, e in maps), (
                     hex(ptr), [(hex(s), hex(e)) for s, e in maps])
             assert img.__array_interface__["data"][0] == flat.__array_interface__["data"][0]
+            assert img.strides == (128, 2, 1) and np.array_equal(img.reshape(-1), flat[:img.size])
             # The bytes of the view check out against the stamp, by an
             # independent Python implementation and by camux's own.
             check_stamp(flat, frame.seq)

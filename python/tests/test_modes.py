@@ -67,3 +67,24 @@ def test_lag_as_an_exception(publish):
     assert e.value.missed > 0 and not e.value.is_fatal
     with slow.recv(timeout=10) as f:
         assert f.seq == prev + 1 + e.value.missed and f.lagged == 0
+
+
+@pytest.mark.parametrize("spin", [0.0, 0.002])
+def test_spin_option_is_checked_and_lag_stays_exact_when_polling(publish, spin):
+    # Flat out: frames microseconds apart, so a blocking recv polls for
+    # `spin` before it sleeps (never, with 0). Either way every frame is
+    # received or counted as lagged, exactly.
+    pub = publish("cam0", "--width", "64", "--height", "48", "--flat", "--frames", "200000",
+                  "--wait-readers", "1", "--linger", "10s", "--slots", "32")
+    with pytest.raises(ValueError, match="spin"):
+        camux.Subscriber("cam0", dir=pub.dir, spin=-1.0)
+    with camux.Subscriber("cam0", dir=pub.dir, spin=spin) as sub:
+        got = []
+        for f in sub:
+            got.append((f.seq, f.lagged))
+            f.release()
+            if len(got) == 30:
+                break
+    assert got[0][0] == 1 + got[0][1]
+    for (prev, _), (seq, lagged) in zip(got, got[1:]):
+        assert seq == prev + 1 + lagged

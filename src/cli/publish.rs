@@ -5,13 +5,14 @@ use super::common::{parse_duration, parse_fps, SourceArgs, DEFAULT_DIR};
 use super::{json, signal, Status};
 use anyhow::Context;
 use camux::format::FourCc;
-use camux::ring::{Origin, PublishError, RingOptions, StreamFormat};
+use camux::ring::{CopyStores, Origin, PublishError, RingOptions, SlotReuse, StreamFormat};
 use camux::source::sensor::{validate_content_type, MAX_RECORD_BYTES};
 use camux::source::{
     FileConfig, FileError, FileKind, FileSource, Framing, Pacer, RawFormat, Record, SensorConfig,
     SensorError, SensorSource, SensorStats, Synthetic,
 };
 use camux::{FrameInfo, Published, Publisher};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -317,6 +318,32 @@ pub struct PublishArgs {
     /// ring uses the library's default stores.
     #[arg(long, conflicts_with_all = ["v4l2", "file", "sensor"])]
     pub copy: bool,
+    /// How frames are copied into the ring (--copy, --file, --sensor and the
+    /// V4L2 MMAP path; a render into a loaned slot is not a copy): auto
+    /// streams frames of 256 KiB or more past the caches when the ring is
+    /// larger than half the last-level cache; cached and streaming force
+    /// either. The daemon's `ring.copy_stores`.
+    #[arg(
+        long,
+        value_name = "STORES",
+        default_value = "auto",
+        value_parser = PossibleValuesParser::new(CopyStores::ALL.map(CopyStores::name))
+            .map(|s| CopyStores::from_name(&s).expect("one of the possible values"))
+    )]
+    pub copy_stores: CopyStores,
+    /// Which free slot a new frame goes into: warm reuses a slot every
+    /// reader has consumed, newest first, so it is still in the caches;
+    /// oldest always takes the oldest frame (keeps the last `--slots`
+    /// frames for readers that join late); auto is warm for slots of
+    /// 256 KiB or more. The daemon's `ring.slot_reuse`.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "auto",
+        value_parser = PossibleValuesParser::new(SlotReuse::ALL.map(SlotReuse::name))
+            .map(|s| SlotReuse::from_name(&s).expect("one of the possible values"))
+    )]
+    pub slot_reuse: SlotReuse,
     /// Test pattern: draw a QR code carrying TEXT in the bottom-right corner
     /// of every frame (examples/qr.rs decodes it); the stamp still verifies.
     #[arg(long, value_name = "TEXT", conflicts_with_all = ["v4l2", "file", "sensor"])]
@@ -346,6 +373,8 @@ impl PublishArgs {
         opts.hold_limit = self.hold_limit;
         opts.hold_timeout = Duration::from_millis(self.hold_timeout_ms);
         opts.wait_for_lock = self.wait_lock;
+        opts.copy_stores = self.copy_stores;
+        opts.slot_reuse = self.slot_reuse;
     }
 
     /// Whether the run is over (frames or time) or was asked to stop.
