@@ -7,26 +7,25 @@
 //! any camux code runs.
 //!
 //! `cargo run --release --example pipe_reader -- FD COUNT`
+use nix::sys::resource::{getrusage, UsageWho};
 use std::io::Read;
-use std::os::fd::FromRawFd;
 
 /// CPU time (user + system) of this process so far, in ns.
 fn cpu_ns() -> u64 {
-    // SAFETY: all-zero bytes are a valid `rusage` (integers only).
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid, writable rusage for the call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
-    t(u.ru_utime) + t(u.ru_stime)
+    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF)");
+    let t = |tv: nix::sys::time::TimeVal| {
+        tv.tv_sec() as u64 * 1_000_000_000 + tv.tv_usec() as u64 * 1000
+    };
+    t(u.user_time()) + t(u.system_time())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let fd: i32 = args[0].parse()?;
     let count: u64 = args[1].parse()?;
-    // SAFETY: the harness passes the read end of a pipe it made for this
-    // process as FD (pass_fds), which nothing else here owns or closes.
-    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+    // The read end of a pipe the harness made for this process (pass_fds),
+    // opened again by its /proc path: no unsafe adoption of a raw fd.
+    let mut pipe = std::fs::File::open(format!("/proc/self/fd/{fd}"))?;
     println!("registered");
     let (mut ticks, mut start, mut byte) = (0u64, 0u64, [0u8; 1]);
     while ticks < count {

@@ -5,15 +5,15 @@
 //!
 //! `cargo run --release --example rust_reader -- DIR STREAM COUNT`
 use camux_core::{RecvError, Subscriber};
+use nix::sys::resource::{getrusage, UsageWho};
 
 /// CPU time (user + system) of this process so far, in ns.
 fn cpu_ns() -> u64 {
-    // SAFETY: all-zero bytes are a valid `rusage` (integers only).
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid, writable rusage for the call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
-    t(u.ru_utime) + t(u.ru_stime)
+    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF)");
+    let t = |tv: nix::sys::time::TimeVal| {
+        tv.tv_sec() as u64 * 1_000_000_000 + tv.tv_usec() as u64 * 1000
+    };
+    t(u.user_time()) + t(u.system_time())
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
