@@ -7,17 +7,9 @@
 //! any camux code runs.
 //!
 //! `cargo run --release --example pipe_reader -- FD COUNT`
-use nix::sys::resource::{getrusage, UsageWho};
+mod cpu_time;
+use cpu_time::cpu_ns;
 use std::io::Read;
-
-/// CPU time (user + system) of this process so far, in ns.
-fn cpu_ns() -> u64 {
-    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF)");
-    let t = |tv: nix::sys::time::TimeVal| {
-        tv.tv_sec() as u64 * 1_000_000_000 + tv.tv_usec() as u64 * 1000
-    };
-    t(u.user_time()) + t(u.system_time())
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -4,17 +4,9 @@
 //! last (getrusage), so process start-up is not counted.
 //!
 //! `cargo run --release --example rust_reader -- DIR STREAM COUNT`
+mod cpu_time;
 use camux_core::{RecvError, Subscriber};
-use nix::sys::resource::{getrusage, UsageWho};
-
-/// CPU time (user + system) of this process so far, in ns.
-fn cpu_ns() -> u64 {
-    let u = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage(RUSAGE_SELF)");
-    let t = |tv: nix::sys::time::TimeVal| {
-        tv.tv_sec() as u64 * 1_000_000_000 + tv.tv_usec() as u64 * 1000
-    };
-    t(u.user_time()) + t(u.system_time())
-}
+use cpu_time::cpu_ns;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

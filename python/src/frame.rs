@@ -60,6 +60,12 @@ impl Frame {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Ends one export of the payload (flat or shaped).
+    fn end_export(&self) {
+        let mut held = self.lock();
+        held.exports = held.exports.saturating_sub(1);
+    }
+
     /// Runs `f` on the held guard, or raises `FrameReleased`.
     fn with_frame<T>(
         &self,
@@ -248,8 +254,7 @@ impl ShapedView {
     /// # Safety
     /// Called by CPython once per successful `__getbuffer__`.
     unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
-        let mut held = self.frame.get().lock();
-        held.exports = held.exports.saturating_sub(1);
+        self.frame.get().end_export();
     }
 }
 
@@ -577,7 +582,6 @@ impl Frame {
     /// # Safety
     /// Called by CPython once per successful `__getbuffer__`.
     unsafe fn __releasebuffer__(&self, _view: *mut pyo3::ffi::Py_buffer) {
-        let mut held = self.lock();
-        held.exports = held.exports.saturating_sub(1);
+        self.end_export();
     }
 }
