@@ -832,6 +832,30 @@ fn ratio_cell(a: &Option<Est>, b: &Option<Est>) -> String {
     }
 }
 
+/// Model name, family/model/stepping and L3 size of CPU 0: a VM's model
+/// name alone ("AMD EPYC") does not tell two host generations apart, and
+/// the figures here move with the host's caches.
+fn cpu_id() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split_once(':'))
+            .map_or("?".to_string(), |(_, v)| v.trim().to_string())
+    };
+    let l3 = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size")
+        .map_or("?".to_string(), |s| s.trim().to_string());
+    format!(
+        "{}, family {} model {} stepping {}, L3 {l3}, {} CPUs",
+        field("model name"),
+        field("cpu family"),
+        field("model"),
+        field("stepping"),
+        std::thread::available_parallelism().map_or(1, usize::from)
+    )
+}
+
 fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     use std::fmt::Write;
     let dir = criterion_dir();
@@ -839,6 +863,7 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(w, "\n## camux ring benches: summary\n");
+    let _ = writeln!(w, "machine: {}", cpu_id());
     let _ = writeln!(w, "ring directory: {}", root.what);
     let _ = writeln!(
         w,

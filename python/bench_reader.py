@@ -258,6 +258,29 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
             "above_floor_us": above}
 
 
+def cpu_id():
+    """Model name, family/model/stepping and L3 of CPU 0: a VM's model name
+    alone ("AMD EPYC") does not tell two host generations apart."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                k, _, v = line.partition(":")
+                info[k.strip()] = v.strip()
+    except OSError:
+        return "unknown CPU"
+    l3 = ""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index3/size") as f:
+            l3 = f", L3 {f.read().strip()}"
+    except OSError:
+        pass
+    return (f"{info.get('model name', 'unknown CPU')}, family {info.get('cpu family', '?')} "
+            f"model {info.get('model', '?')} stepping {info.get('stepping', '?')}{l3}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=300)
@@ -292,7 +315,7 @@ def main() -> None:
     runs = [scenario(title, n, fps, w, h, kinds, args.repeat, **kw)
             for name, title, n, fps, w, h, kinds, kw in plan if args.only in (None, name)]
     out = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_id(), "platform": platform.platform(),
                     "python": platform.python_version(), "load": os.getloadavg()},
         "publisher": camux_bin(),
         "runs": runs,
@@ -302,7 +325,7 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     m = out["machine"]
-    print(f"{m['cpus']} CPUs, load {m['load'][0]:.2f}, Python {m['python']}, publisher {out['publisher']}")
+    print(f"{m['cpus']} CPUs ({m['cpu']}), load {m['load'][0]:.2f}, Python {m['python']}, publisher {out['publisher']}")
     for r in runs:
         print(f"{r['title']}: {r['frame']} at {r['fps']:g} fps, {r['frames']} frames per reader, "
               f"{r['publisher']}, {r['rounds']} round(s)")

@@ -89,6 +89,13 @@ pub fn parse_private_kib(text: &str) -> Option<u64> {
 pub struct Machine {
     /// `model name` of /proc/cpuinfo.
     pub cpu_model: Option<String>,
+    /// Vendor, family, model and stepping of /proc/cpuinfo: a VM's model
+    /// name is often just "AMD EPYC", and two hosts behind the same name
+    /// can be different generations with different caches.
+    pub cpu_id: Option<String>,
+    /// CPU 0's caches as sysfs lists them (level, type, size, and the CPUs
+    /// that share each), e.g. `L1d 32K, L1i 32K, L2 1024K, L3 32768K (0-1)`.
+    pub caches: Option<String>,
     /// CPUs this process may run on.
     pub cores: usize,
     /// Kernel release.
@@ -124,6 +131,21 @@ pub fn machine(
         .find(|l| l.starts_with("model name"))
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().to_string());
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let cpu_id = match (field("vendor_id"), field("cpu family"), field("model")) {
+        (Some(v), Some(f), Some(m)) => Some(format!(
+            "{v} family {f} model {m} stepping {}",
+            field("stepping").unwrap_or_else(|| "?".into())
+        )),
+        _ => None,
+    };
     let hypervisor = cpuinfo
         .lines()
         .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
@@ -139,6 +161,8 @@ pub fn machine(
         .and_then(|s| s.split_whitespace().next()?.parse().ok());
     Machine {
         cpu_model,
+        cpu_id,
+        caches: caches(Path::new("/sys/devices/system/cpu/cpu0/cache")),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .ok()
@@ -152,6 +176,51 @@ pub fn machine(
         loadavg_at_start,
         started_utc: utc_now(),
     }
+}
+
+/// CPU 0's caches from sysfs (`dir` is its `cache` directory), smallest
+/// level first; the CPUs that share a cache are given when more than one
+/// does. `None` when sysfs lists none.
+pub fn caches(dir: &Path) -> Option<String> {
+    let read = |d: &Path, f: &str| {
+        std::fs::read_to_string(d.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let mut found: Vec<(String, String)> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let d = e.ok()?.path();
+            if !d.file_name()?.to_str()?.starts_with("index") {
+                return None;
+            }
+            let level = read(&d, "level")?;
+            let kind = match read(&d, "type")?.as_str() {
+                "Data" => "d",
+                "Instruction" => "i",
+                _ => "",
+            };
+            let size = read(&d, "size")?;
+            let shared = read(&d, "shared_cpu_list").unwrap_or_default();
+            let shared = if shared.contains(['-', ',']) {
+                format!(" ({shared})")
+            } else {
+                String::new()
+            };
+            Some((
+                format!("{level}{kind}"),
+                format!("L{level}{kind} {size}{shared}"),
+            ))
+        })
+        .collect();
+    found.sort();
+    (!found.is_empty()).then(|| {
+        found
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
 }
 
 /// The file system type of `path`, from /proc/self/mounts (the longest
@@ -216,6 +285,32 @@ mod tests {
         assert_eq!(parse_private_kib(text), Some(4192));
         assert_eq!(parse_private_kib("Rss: 1 kB\n"), None);
         assert!(private_kib("self").unwrap() > 0);
+    }
+
+    #[test]
+    fn caches_are_listed_smallest_first_with_sharing() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, level, kind, size, shared) in [
+            (3, "3", "Unified", "32768K", "0-1"),
+            (0, "1", "Data", "32K", "0"),
+            (2, "2", "Unified", "1024K", "0"),
+            (1, "1", "Instruction", "32K", "0"),
+        ] {
+            let d = dir.path().join(format!("index{i}"));
+            std::fs::create_dir(&d).unwrap();
+            for (f, v) in [("level", level), ("type", kind), ("size", size)] {
+                std::fs::write(d.join(f), format!("{v}\n")).unwrap();
+            }
+            std::fs::write(d.join("shared_cpu_list"), shared).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("uevent-not-an-index")).unwrap();
+        assert_eq!(
+            caches(dir.path()).as_deref(),
+            Some("L1d 32K, L1i 32K, L2 1024K, L3 32768K (0-1)")
+        );
+        let empty = tempfile::tempdir().unwrap();
+        assert_eq!(caches(empty.path()), None);
+        assert_eq!(caches(&empty.path().join("missing")), None);
     }
 
     #[test]

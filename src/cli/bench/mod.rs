@@ -503,9 +503,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<Status> {
             .or_insert_with(|| availability(s.system));
     }
     eprintln!(
-        "camux bench: {} scenarios on {} ({} cores, kernel {}), in {}",
+        "camux bench: {} scenarios on {}{} ({} cores, kernel {}), in {}",
         list.len(),
         machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        machine
+            .cpu_id
+            .as_deref()
+            .map_or(String::new(), |id| format!(", {id}")),
         machine.cores,
         machine.kernel.as_deref().unwrap_or("?"),
         machine.shm_dir

@@ -912,8 +912,10 @@ pub fn write(dir: &Path, run: &RunJson) -> anyhow::Result<()> {
     let _ = writeln!(md, "Command: `{}`\n", run.command);
     let _ = writeln!(
         md,
-        "Machine: {}, {} cores{}, kernel {}, {} MiB memory; rings in {}; camux {}; {}; iceoryx2 {}. Started {} (load average {}).\n",
+        "Machine: {}{}{}, {} cores{}, kernel {}, {} MiB memory; rings in {}; camux {}; {}; iceoryx2 {}. Started {} (load average {}).\n",
         m.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        m.cpu_id.as_deref().map_or(String::new(), |id| format!(" ({id})")),
+        m.caches.as_deref().map_or(String::new(), |c| format!(", caches {c}")),
         m.cores,
         if m.hypervisor { " (virtual machine)" } else { "" },
         m.kernel.as_deref().unwrap_or("?"),
