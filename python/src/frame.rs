@@ -21,7 +21,7 @@ use camux::source::stamp;
 use pyo3::exceptions::PyBufferError;
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyTuple};
 use std::ffi::c_int;
 use std::sync::{Mutex, MutexGuard};
 
@@ -33,22 +33,41 @@ struct Held {
 
 /// A received frame: metadata attributes plus the payload bytes in the
 /// shared ring (buffer protocol, `array()`), held until `release()`.
+///
+/// `seq`, `length` and `lagged`, the attributes a loop reads at every
+/// frame, are Python ints made once when the frame is received and read by
+/// CPython itself (struct members of this frozen class): no call into the
+/// extension per access. On a reader woken once per frame, each such call
+/// ran cold and cost 3-4 us (docs/BINDINGS.md, "Cost per frame").
 #[pyclass(module = "camux", name = "Frame", frozen)]
 pub struct Frame {
+    /// Ring sequence number (continues across producer restarts).
+    #[pyo3(get)]
+    seq: Py<PyInt>,
+    /// Payload length in bytes (also `len(frame)`).
+    #[pyo3(get)]
+    length: Py<PyInt>,
+    /// Every-frame mode: frames this reader missed (overwritten before it
+    /// read them) just before this one; 0 when none were.
+    #[pyo3(get)]
+    lagged: Py<PyInt>,
     held: Mutex<Held>,
     meta: camux::FrameMeta,
     gap: Option<camux::Gap>,
     skipped: u64,
-    lagged: u64,
 }
 
 impl Frame {
-    pub(crate) fn new(frame: camux::Frame, lagged: u64) -> Frame {
+    pub(crate) fn new(py: Python<'_>, frame: camux::Frame, lagged: u64) -> Frame {
+        let meta = frame.meta();
+        let int = |v: u64| v.into_pyobject(py).expect("infallible").unbind();
         Frame {
-            meta: *frame.meta(),
+            seq: int(meta.seq),
+            length: int(meta.len as u64),
+            lagged: int(lagged),
+            meta: *meta,
             gap: frame.gap(),
             skipped: frame.skipped(),
-            lagged,
             held: Mutex::new(Held {
                 frame: Some(frame),
                 exports: 0,
@@ -277,11 +296,6 @@ pub(crate) fn stream_format_dict<'py>(
 
 #[pymethods]
 impl Frame {
-    /// Ring sequence number (continues across producer restarts).
-    #[getter]
-    fn seq(&self) -> u64 {
-        self.meta.seq
-    }
     /// Capture time, CLOCK_MONOTONIC nanoseconds.
     #[getter]
     fn capture_mono_ns(&self) -> u64 {
@@ -334,11 +348,6 @@ impl Frame {
         let n = (self.meta.format.num_planes as usize).min(self.meta.format.plane_offsets.len());
         PyTuple::new(py, &self.meta.format.plane_offsets[..n])
     }
-    /// Payload length in bytes (also `len(frame)`).
-    #[getter]
-    fn length(&self) -> usize {
-        self.meta.len
-    }
     /// The driver's frame counter.
     #[getter]
     fn driver_seq(&self) -> u64 {
@@ -358,12 +367,6 @@ impl Frame {
     #[getter]
     fn epoch(&self) -> u32 {
         self.meta.epoch
-    }
-    /// Every-frame mode: frames this reader missed (overwritten before it
-    /// read them) just before this one; 0 when none were.
-    #[getter]
-    fn lagged(&self) -> u64 {
-        self.lagged
     }
     /// Latest-only mode: frames skipped on purpose since the previous one.
     #[getter]

@@ -55,8 +55,8 @@ impl Subscriber {
         self.inner.as_mut().ok_or_else(|| errors::closed(py))
     }
 
-    fn frame(&mut self, f: camux::Frame) -> Frame {
-        Frame::new(f, std::mem::take(&mut self.pending_lag))
+    fn frame(&mut self, py: Python<'_>, f: camux::Frame) -> Frame {
+        Frame::new(py, f, std::mem::take(&mut self.pending_lag))
     }
 }
 
@@ -120,7 +120,7 @@ impl Subscriber {
             };
             let sub = self.sub(py)?;
             match py.allow_threads(|| sub.recv_timeout(slice)) {
-                Ok(f) => return Ok(self.frame(f)),
+                Ok(f) => return Ok(self.frame(py, f)),
                 Err(camux::RecvError::Lagged(n)) if !raise_lagged => {
                     // The next attempt returns the oldest frame still there
                     // at once; it carries the count.
@@ -144,7 +144,7 @@ impl Subscriber {
         let raise_lagged = self.raise_lagged;
         loop {
             match self.sub(py)?.try_recv() {
-                Ok(f) => return Ok(Some(self.frame(f))),
+                Ok(f) => return Ok(Some(self.frame(py, f))),
                 Err(camux::RecvError::Empty) => return Ok(None),
                 Err(camux::RecvError::Lagged(n)) => {
                     self.lagged_total = self.lagged_total.saturating_add(n);
@@ -163,7 +163,7 @@ impl Subscriber {
     /// last frame returned. Never blocks.
     fn latest(&mut self, py: Python<'_>) -> PyResult<Option<Frame>> {
         match self.sub(py)?.latest() {
-            Ok(Some(f)) => Ok(Some(self.frame(f))),
+            Ok(Some(f)) => Ok(Some(self.frame(py, f))),
             Ok(None) => Ok(None),
             Err(e) => Err(errors::recv(py, e)),
         }
