@@ -11,6 +11,8 @@ Readers:
   python      camux.Subscriber: recv(), read seq and length, release
   python-np   the same plus frame.array() (a NumPy view into the ring; no copy)
   python-copy the same plus bytes(frame) (a 4 MB copy per frame)
+  python-iter python's reads in `for frame in sub:` (the README's loop),
+              not recv() calls
   camux-tail  `camux tail` (whole process, start-up and printing included;
               stdout to /dev/null)
   c-floor     the limit for a native reader: capi/examples/pipe_reader.rs,
@@ -90,7 +92,33 @@ def main(d, stream, n, kind):
         if frames == 1:
             start = cpu_ns()
     print(json.dumps({"frames": frames - 1, "cpu_ns": cpu_ns() - start, "lagged": lagged, "check": check}))
-main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+# The README's loop: `for frame in sub:`, the same attributes, release().
+# (A non-fatal event such as a stale producer ends a for loop with its
+# exception: start it again.)
+def iterate(d, stream, n):
+    sub = camux.Subscriber(stream, dir=d)
+    print("registered", flush=True)
+    frames = lagged = check = 0
+    start = 0
+    while frames + lagged < n:
+        try:
+            for f in sub:
+                check ^= f.seq ^ f.length
+                lagged += f.lagged
+                f.release()
+                frames += 1
+                if frames == 1:
+                    start = cpu_ns()
+                if frames + lagged >= n:
+                    break
+        except camux.RecvError as e:
+            if e.is_fatal:
+                raise
+    print(json.dumps({"frames": frames - 1, "cpu_ns": cpu_ns() - start, "lagged": lagged, "check": check}))
+if sys.argv[4] == "iter":
+    iterate(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+else:
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
 """
 
 
@@ -219,6 +247,7 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
     readers = {
         "rust": [rust_reader, "{dir}", "b", str(n)],
         "python": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "meta"],
+        "python-iter": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "iter"],
         "python-np": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "np"],
         "python-copy": [sys.executable, "-c", PY_READER, "{dir}", "b", str(n), "copy"],
         "camux-tail": [camux_bin(), "tail", "--dir", "{dir}", "b", "--count", str(n)],
@@ -247,6 +276,8 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
     ratios = {}
     if per.get("rust"):
         ratios["python/rust"] = ratio("python", "rust")
+        if "python-iter" in per:
+            ratios["python-iter/rust"] = ratio("python-iter", "rust")
         ratios["python-np/rust"] = ratio("python-np", "rust")
     if "python-copy" in per and per.get("python"):
         ratios["python-copy/python"] = ratio("python-copy", "python")
@@ -254,7 +285,8 @@ def scenario(title: str, n: int, fps: float, width: int, height: int, kinds: lis
     if per.get("c-floor") and per.get("python-floor"):
         ratios["python-floor/c-floor"] = ratio("python-floor", "c-floor")
         # What camux adds on top of each language's own cold wake-up.
-        for reader, floor in (("rust", "c-floor"), ("python", "python-floor")):
+        for reader, floor in (("rust", "c-floor"), ("python", "python-floor"),
+                              ("python-iter", "python-floor")):
             if reader in per:
                 above[reader] = statistics.median(
                     r[reader]["cpu_us_per_frame"] - r[floor]["cpu_us_per_frame"] for r in rounds)
@@ -302,7 +334,7 @@ def main() -> None:
         ap.error("--repeat must be at least 1")
     plan = [
         ("paced", "paced 1920x1080 (cold wake-ups)", args.frames, args.fps, 1920, 1080,
-         ["rust", "python", "python-np", "python-copy", "camux-tail", "c-floor",
+         ["rust", "python", "python-iter", "python-np", "python-copy", "camux-tail", "c-floor",
           "python-floor"], {}),
         # The same with the publisher copying each frame in (`publish --copy`,
         # as the daemon's V4L2 MMAP path does): rendering 4 MB straight into
@@ -311,12 +343,12 @@ def main() -> None:
         # the streaming copy does not; the Python reader, with the larger
         # working set, pays more for it.
         ("copy", "paced 1920x1080, copy-in publisher", args.frames, args.fps, 1920, 1080,
-         ["rust", "python", "python-np", "python-copy"], {"copy": True}),
+         ["rust", "python", "python-iter", "python-np", "python-copy"], {"copy": True}),
         # Frame size does not matter to a metadata-only reader; small frames
         # let even a debug publisher run at 1000 fps, so each wake-up finds
         # the reader's caches warm.
         ("warm", "1000 fps 64x48 (warm wake-ups)", 1000, 1000, 64, 48,
-         ["rust", "python", "python-np"], {}),
+         ["rust", "python", "python-iter", "python-np"], {}),
     ]
     runs = [scenario(title, n, fps, w, h, kinds, args.repeat, **kw)
             for name, title, n, fps, w, h, kinds, kw in plan if args.only in (None, name)]
