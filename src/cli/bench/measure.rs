@@ -126,11 +126,6 @@ pub fn machine(
     iceoryx2: Option<&'static str>,
 ) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu_model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string());
     let field = |name: &str| {
         cpuinfo
             .lines()
@@ -146,9 +141,9 @@ pub fn machine(
         )),
         _ => None,
     };
-    let hypervisor = cpuinfo
-        .lines()
-        .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
+    let cpu_model = field("model name");
+    let hypervisor =
+        field("flags").is_some_and(|f| f.split_whitespace().any(|f| f == "hypervisor"));
     let memory_mib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()
             .find(|l| l.starts_with("MemTotal:"))
