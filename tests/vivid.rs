@@ -125,6 +125,7 @@ fn check_streaming(cases: &Cases, io: &str, console: &str) {
         let mut last = 0;
         let mut hashes = HashMap::new();
         let mut last_driver: Option<u64> = None;
+        let mut repeated_driver_seqs = 0usize;
         for f in &frames {
             let seq = f["seq"].as_u64().expect("seq");
             assert!(seq > last, "{io} reader {r}: seq {seq} after {last}");
@@ -141,15 +142,27 @@ fn check_streaming(cases: &Cases, io: &str, console: &str) {
             assert!(cap > 0, "{io}: no capture time: {f}");
             assert!(f["capture_real_ns"].as_u64().unwrap_or(0) > 1_600_000_000_000_000_000);
             assert_eq!(f["field"], 1, "{f}");
+            // vivid derives a buffer's sequence from the time since
+            // streaming began, so under emulation two buffers now and then
+            // carry the same count (seen once in CI: 197 after 197). camux
+            // commits each dequeued buffer once and copies the count as is,
+            // so a repeat is the driver's; going back would be ours, and so
+            // would more than an occasional repeat.
             let driver = f["driver_seq"].as_u64().expect("driver_seq");
             if let Some(prev) = last_driver {
-                assert!(driver > prev, "{io}: driver seq {driver} after {prev}");
+                assert!(driver >= prev, "{io}: driver seq {driver} after {prev}");
+                repeated_driver_seqs += usize::from(driver == prev);
             }
             last_driver = Some(driver);
             assert_eq!(f["flags"].as_u64().unwrap_or(0) & 2, 0, "error flag: {f}");
             let hash = f["hash"].as_str().expect("hash of an intact frame");
             hashes.insert(seq, hash.to_string());
         }
+        assert!(
+            repeated_driver_seqs * 20 <= frames.len(),
+            "{io} reader {r}: {repeated_driver_seqs} repeated driver seqs in {} frames",
+            frames.len()
+        );
         by_seq.push(hashes);
     }
     let common: Vec<u64> = by_seq[0]
