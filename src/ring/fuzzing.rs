@@ -11,7 +11,7 @@ use crate::ring::inspect;
 use crate::ring::layout::{
     Header, LayoutError, RawMeta, FIXED_BYTES, HEADER_BYTES, LIVE_OFFSET, MAX_HOLDS,
 };
-use crate::ring::mem::{LeaseMap, MapError, RingMap, LEASE_BYTES};
+use crate::ring::mem::{LeaseMap, MapError, RingMap, LEASE_BYTES, LEASE_VERSION};
 use crate::ring::protocol::{self, Hold, LeaseWords, RingWords};
 use crate::ring::socket::{
     connect_reader, decode_inspect, encode_inspect, inspect_readers, recv_packet, HandshakeError,
@@ -1197,8 +1197,10 @@ impl PageFill {
 }
 
 /// A memfd of one of [`MEMFD_SIZES`], with the seals `seals` asks for and
-/// content `content` (0: zeros; 1: a lease page's magic and version; 2: the
-/// magic and another version; else that byte everywhere).
+/// content `content` (0: zeros; 1: a lease page's magic, version and a good
+/// words offset; 2: the magic and the older version 1; 3: the magic and
+/// version with a words offset past the room for the block; else that byte
+/// everywhere).
 fn raw_memfd(size: u8, seals: u8, content: u8) -> Option<OwnedFd> {
     use nix::fcntl::{fcntl, FcntlArg, SealFlag};
     use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
@@ -1210,14 +1212,18 @@ fn raw_memfd(size: u8, seals: u8, content: u8) -> Option<OwnedFd> {
     let file = File::from(memfd_create(c"camux-fuzz-lease", flags).ok()?);
     let size = MEMFD_SIZES[usize::from(size) % MEMFD_SIZES.len()];
     file.set_len(size).ok()?;
-    let mut head = [0u8; 12];
+    let mut head = [0u8; 28];
     head[..8].copy_from_slice(b"CAMUXLSE");
+    let (version, words_offset) = match content {
+        1 => (LEASE_VERSION, 64),
+        2 => (1, 64),
+        _ => (LEASE_VERSION, 4000),
+    };
+    head[8..12].copy_from_slice(&version.to_le_bytes());
+    head[24..28].copy_from_slice(&u32::to_le_bytes(words_offset));
     let bytes = match content {
         0 => Vec::new(),
-        1 | 2 => {
-            head[8..].copy_from_slice(&u32::from(content).to_le_bytes());
-            head.to_vec()
-        }
+        1..=3 => head.to_vec(),
         b => vec![b; 256],
     };
     if bytes.len() as u64 <= size {

@@ -433,8 +433,9 @@ pub(crate) enum MapError {
     Layout(#[source] LayoutError),
 }
 
-/// One reader's lease page, laid out in its memfd. All atomics: the reader
-/// writes its holds and waiting flag, the producer its counters.
+/// The fixed head of one reader's lease page, at offset 0 of its memfd.
+/// The words the producer loads on every frame live in a [`LeaseWordsBlock`]
+/// at `words_offset`, which differs from reader to reader (see there).
 #[repr(C)]
 pub(crate) struct LeasePage {
     magic: AtomicU64,
@@ -444,34 +445,69 @@ pub(crate) struct LeasePage {
     /// The reader id, written by the publishing thread once it scans this
     /// page's holds; the reader places no hold before it sees its own id here.
     registered: AtomicU32,
+    /// Byte offset of the page's [`LeaseWordsBlock`]: producer-written at
+    /// creation, never changed; checked by [`LeaseMap::adopt`].
+    words_offset: AtomicU32,
+}
+
+/// The words of a lease page that the producer reads on every frame, and
+/// the reader writes. Each page places its block at its own cache-line
+/// offset ([`words_offset_for`]): every page is page aligned, so blocks at
+/// one fixed offset would all fall into the same set of a virtually indexed
+/// L1 cache (64 sets on current x86 cores) and a scan of more readers than
+/// the set has ways would miss on every line, every frame.
+#[repr(C)]
+pub(crate) struct LeaseWordsBlock {
+    waiting: AtomicU32,
+    revoked: AtomicU32,
     /// The reader's position: it will never ask for a frame with a seq at
     /// or below this again (0: not said). Reader-written, untrusted; the
     /// producer only uses it to choose which unheld slot to reuse.
     consumed: AtomicU64,
-    _pad0: [AtomicU32; 8],
-    waiting: AtomicU32,
-    revoked: AtomicU32,
-    /// Right after `waiting`: the producer's per-frame loads of a reader
-    /// (its waiting flag and its first hold entries) share a cache line.
+    /// Right after `consumed`: the producer's per-frame loads of a reader
+    /// (its waiting flag, its position and its first six hold entries) share
+    /// one cache line.
     holds: [AtomicU64; MAX_HOLDS as usize],
 }
 
 /// Size of the memfd behind a lease page.
 pub(crate) const LEASE_BYTES: u64 = 4096;
 const LEASE_MAGIC: u64 = u64::from_le_bytes(*b"CAMUXLSE");
-const LEASE_VERSION: u32 = 1;
+pub(crate) const LEASE_VERSION: u32 = 2;
+/// Where the words blocks may start: every cache line from the second one
+/// on that leaves room for a whole block.
+const WORDS_LINES: u32 = (LEASE_BYTES as u32 - WORDS_BYTES) / 64;
+const WORDS_BYTES: u32 = std::mem::size_of::<LeaseWordsBlock>() as u32;
+
+/// The offset of reader `reader_id`'s words block: consecutive ids get
+/// consecutive cache lines (in 1..=WORDS_LINES), so up to `WORDS_LINES`
+/// readers' per-frame lines fall into different L1 sets.
+pub(crate) fn words_offset_for(reader_id: u32) -> u32 {
+    64 * (1 + reader_id % WORDS_LINES)
+}
+
+/// Whether `off` is a words offset the page can hold: cache-line aligned,
+/// past the head, the whole block inside the page.
+fn words_offset_ok(off: u32) -> bool {
+    off.is_multiple_of(64) && (64..=LEASE_BYTES as u32 - WORDS_BYTES).contains(&off)
+}
 
 const _: () = {
-    assert!(std::mem::offset_of!(LeasePage, consumed) == 24);
-    assert!(std::mem::offset_of!(LeasePage, waiting) == 64);
-    assert!(std::mem::offset_of!(LeasePage, holds) == 72);
-    assert!(std::mem::size_of::<LeasePage>() <= LEASE_BYTES as usize);
+    assert!(std::mem::size_of::<LeasePage>() <= 64);
+    assert!(std::mem::offset_of!(LeasePage, words_offset) == 24);
+    assert!(std::mem::offset_of!(LeaseWordsBlock, consumed) == 8);
+    assert!(std::mem::offset_of!(LeaseWordsBlock, holds) == 16);
+    assert!(WORDS_BYTES == 144);
+    assert!(WORDS_LINES == 61);
 };
 
 /// A mapped lease page (memfd, shared read-write between one reader and the producer).
 pub(crate) struct LeaseMap {
     map: MmapRaw,
     fd: OwnedFd,
+    /// The page's `words_offset`, checked when the page was mapped; later
+    /// changes to the word in the page are never read back.
+    words_offset: u32,
 }
 
 // SAFETY: all access goes through the atomics of `LeasePage`.
@@ -497,8 +533,10 @@ impl LeaseMap {
                 SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
             ),
         )?;
-        let lease = Self::map(fd)?;
+        let words_offset = words_offset_for(reader_id);
+        let lease = Self::map(fd, words_offset)?;
         let p = lease.page();
+        p.words_offset.store(words_offset, Ordering::Relaxed);
         p.magic.store(LEASE_MAGIC, Ordering::Relaxed);
         p.version.store(LEASE_VERSION, Ordering::Relaxed);
         p.reader_id.store(reader_id, Ordering::Relaxed);
@@ -522,27 +560,57 @@ impl LeaseMap {
         if st.st_size as u64 != LEASE_BYTES {
             return Err(bad("lease fd has the wrong size"));
         }
-        let lease = Self::map(fd)?;
+        // Mapped with the first possible offset only to read the head; the
+        // words block is reached only through the checked offset below.
+        let mut lease = Self::map(fd, 64)?;
         if lease.page().magic.load(Ordering::Relaxed) != LEASE_MAGIC {
             return Err(bad("lease page has no camux magic"));
         }
-        if lease.page().version.load(Ordering::Relaxed) != LEASE_VERSION {
-            return Err(bad("lease page of another version"));
+        let version = lease.page().version.load(Ordering::Relaxed);
+        if version != LEASE_VERSION {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("lease page of version {version}, this build speaks {LEASE_VERSION}: run the same camux version on both sides"),
+            ));
         }
+        let off = lease.page().words_offset.load(Ordering::Relaxed);
+        if !words_offset_ok(off) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "lease page's words_offset {off} is not a cache line in 64..={}",
+                    LEASE_BYTES as u32 - WORDS_BYTES
+                ),
+            ));
+        }
+        lease.words_offset = off;
         Ok(lease)
     }
 
-    fn map(fd: OwnedFd) -> std::io::Result<LeaseMap> {
+    fn map(fd: OwnedFd, words_offset: u32) -> std::io::Result<LeaseMap> {
         let map = MmapOptions::new()
             .len(LEASE_BYTES as usize)
             .map_raw(fd.as_raw_fd())?;
-        Ok(LeaseMap { map, fd })
+        Ok(LeaseMap {
+            map,
+            fd,
+            words_offset,
+        })
     }
 
     fn page(&self) -> &LeasePage {
         // SAFETY: the mapping is LEASE_BYTES >= size_of::<LeasePage>() long,
         // page aligned, and only accessed through atomics.
         unsafe { &*(self.map.as_ptr() as *const LeasePage) }
+    }
+
+    fn words(&self) -> &LeaseWordsBlock {
+        debug_assert!(words_offset_ok(self.words_offset));
+        // SAFETY: `words_offset` passed `words_offset_ok` (set by `create`
+        // from `words_offset_for`, or checked by `adopt`): it is 64-byte
+        // aligned and the whole block lies inside the LEASE_BYTES mapping,
+        // which is only accessed through atomics.
+        unsafe { &*(self.map.as_ptr().add(self.words_offset as usize) as *const LeaseWordsBlock) }
     }
 
     /// The memfd (to send to the reader, or back to a new producer).
@@ -576,7 +644,7 @@ impl LeaseMap {
 
     /// The hold entries currently set (for inspection).
     pub(crate) fn holds_snapshot(&self) -> [u64; MAX_HOLDS as usize] {
-        std::array::from_fn(|i| self.page().holds[i].load(Ordering::Relaxed))
+        std::array::from_fn(|i| self.words().holds[i].load(Ordering::Relaxed))
     }
 }
 
@@ -587,50 +655,50 @@ impl LeaseMap {
     pub(crate) fn say_consumed(&self, next: u64) {
         // Relaxed: the producer reads it only to choose among unheld slots;
         // holds, not this word, keep a frame from being overwritten.
-        self.page()
+        self.words()
             .consumed
             .store(next.saturating_sub(1), Ordering::Relaxed);
     }
 }
 
-/// Whatever leads to a lease page gets the protocol's view of it.
-trait PageRef {
-    fn lease_page(&self) -> &LeasePage;
+/// Whatever leads to a lease page's words block gets the protocol's view of it.
+trait WordsRef {
+    fn lease_words(&self) -> &LeaseWordsBlock;
 }
 
-impl<P: PageRef> LeaseWords for P {
+impl<P: WordsRef> LeaseWords for P {
     fn holds(&self) -> &[AtomicU64] {
-        &self.lease_page().holds
+        &self.lease_words().holds
     }
     fn waiting(&self) -> &AtomicU32 {
-        &self.lease_page().waiting
+        &self.lease_words().waiting
     }
     fn revoked(&self) -> &AtomicU32 {
-        &self.lease_page().revoked
+        &self.lease_words().revoked
     }
     fn consumed(&self) -> &AtomicU64 {
-        &self.lease_page().consumed
+        &self.lease_words().consumed
     }
 }
 
-impl PageRef for LeaseMap {
-    fn lease_page(&self) -> &LeasePage {
-        self.page()
+impl WordsRef for LeaseMap {
+    fn lease_words(&self) -> &LeaseWordsBlock {
+        self.words()
     }
 }
 
-/// The publishing thread's handle on a reader's lease page: the page's
-/// address stored inline next to the `Arc` that keeps the mapping alive, so
-/// the per-frame scan reaches the hold entries with one load instead of a
-/// chase through the `Arc`, the `LeaseMap` and the mapping.
+/// The publishing thread's handle on a reader's lease page: the address of
+/// its words block stored inline next to the `Arc` that keeps the mapping
+/// alive, so the per-frame scan reaches the hold entries with one load
+/// instead of a chase through the `Arc`, the `LeaseMap` and the mapping.
 pub(crate) struct LeaseHandle {
-    page: std::ptr::NonNull<LeasePage>,
+    words: std::ptr::NonNull<LeaseWordsBlock>,
     _map: std::sync::Arc<LeaseMap>,
 }
 
-// SAFETY: `page` points into the mapping that `_map` keeps alive for as long
-// as the handle exists, and `LeasePage` is all atomics, so sharing or sending
-// the handle is as safe as sharing the `LeaseMap`.
+// SAFETY: `words` points into the mapping that `_map` keeps alive for as
+// long as the handle exists, and `LeaseWordsBlock` is all atomics, so
+// sharing or sending the handle is as safe as sharing the `LeaseMap`.
 unsafe impl Send for LeaseHandle {}
 // SAFETY: as above.
 unsafe impl Sync for LeaseHandle {}
@@ -638,20 +706,17 @@ unsafe impl Sync for LeaseHandle {}
 impl LeaseHandle {
     /// A handle on `map`'s page.
     pub(crate) fn new(map: std::sync::Arc<LeaseMap>) -> LeaseHandle {
-        let page = std::ptr::NonNull::from(map.page());
-        LeaseHandle { page, _map: map }
-    }
-
-    fn page(&self) -> &LeasePage {
-        // SAFETY: `page` came from a live `&LeasePage` into the mapping that
-        // `_map` (an Arc we own) keeps mapped; only atomics are reached.
-        unsafe { self.page.as_ref() }
+        let words = std::ptr::NonNull::from(map.words());
+        LeaseHandle { words, _map: map }
     }
 }
 
-impl PageRef for LeaseHandle {
-    fn lease_page(&self) -> &LeasePage {
-        self.page()
+impl WordsRef for LeaseHandle {
+    fn lease_words(&self) -> &LeaseWordsBlock {
+        // SAFETY: `words` came from a live `&LeaseWordsBlock` into the
+        // mapping that `_map` (an Arc we own) keeps mapped; only atomics are
+        // reached.
+        unsafe { self.words.as_ref() }
     }
 }
 
@@ -693,5 +758,54 @@ fn futex_wake_all(word: &AtomicU32) {
             std::ptr::null::<u32>(),
             0u32,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn consecutive_readers_put_their_words_on_different_cache_lines() {
+        let offs: Vec<u32> = (0..WORDS_LINES).map(words_offset_for).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for &o in &offs {
+            assert!(words_offset_ok(o), "offset {o}");
+            // The L1 set of a line is its page offset / 64 on a 64-set cache.
+            assert!(
+                seen.insert(o / 64),
+                "two of the first readers share a line: {o}"
+            );
+        }
+        assert_eq!(words_offset_for(WORDS_LINES), words_offset_for(0));
+        assert!(!words_offset_ok(0) && !words_offset_ok(65) && !words_offset_ok(3968));
+        assert!(words_offset_ok(3904));
+    }
+
+    #[test]
+    fn an_adopted_page_keeps_its_words_and_a_bad_offset_is_refused() {
+        let page = LeaseMap::create(7, 4).unwrap();
+        page.holds()[3].store(42, Ordering::Relaxed);
+        page.say_consumed(40);
+        let dup = page.fd().try_clone_to_owned().unwrap();
+        let again = LeaseMap::adopt(dup).unwrap();
+        assert_eq!(again.words_offset, words_offset_for(7));
+        assert_eq!(again.holds()[3].load(Ordering::Relaxed), 42);
+        assert_eq!(again.consumed().load(Ordering::Relaxed), 39);
+        // The head of the page says where the words are; a hostile value
+        // outside the page, unaligned, or over the head is refused.
+        for bad in [0u32, 8, 100, 3968, 4096, u32::MAX] {
+            page.page().words_offset.store(bad, Ordering::Relaxed);
+            let dup = page.fd().try_clone_to_owned().unwrap();
+            let err = LeaseMap::adopt(dup).err().expect("refused");
+            assert!(err.to_string().contains("words_offset"), "{bad}: {err}");
+        }
+        // Another version names both versions.
+        page.page().words_offset.store(64, Ordering::Relaxed);
+        let f = std::fs::File::from(page.fd().try_clone_to_owned().unwrap());
+        f.write_all_at(&1u32.to_le_bytes(), 8).unwrap();
+        let err = LeaseMap::adopt(OwnedFd::from(f)).err().expect("refused");
+        assert!(err.to_string().contains("version 1"), "{err}");
     }
 }
