@@ -431,6 +431,13 @@ const REVOKED: u64 = u64::MAX;
 
 /// Whether any reader's honoured hold entries name `seq`, overriding holds
 /// older than the timeout.
+///
+/// This runs once per claim over every reader, so its per-reader cost is
+/// what `publish` pays per registered reader. Readers of one ring almost
+/// always share one hold limit: the scan is chosen once per claim from the
+/// first reader's limit, and readers with that limit get a fixed-length,
+/// unrolled run of loads and compares (no bounds check, no remainder loop,
+/// no dispatch per reader); any other limit takes the general loop.
 fn is_held<L: LeaseWords>(
     readers: &mut [ReaderSlot<L>],
     seq: u64,
@@ -438,19 +445,40 @@ fn is_held<L: LeaseWords>(
     hold_timeout_ns: u64,
     report: &mut ClaimReport,
 ) -> bool {
+    let args = (seq, now_ns, hold_timeout_ns);
+    match readers.first().map(|r| r.hold_limit) {
+        Some(1) => scan::<L, 1>(readers, args, report),
+        Some(2) => scan::<L, 2>(readers, args, report),
+        Some(4) => scan::<L, 4>(readers, args, report),
+        Some(8) => scan::<L, 8>(readers, args, report),
+        Some(16) => scan::<L, 16>(readers, args, report),
+        _ => scan::<L, 0>(readers, args, report),
+    }
+}
+
+/// [`is_held`] for readers whose hold limit is mostly `N` (0: no fixed
+/// length).
+#[inline(always)]
+fn scan<L: LeaseWords, const N: usize>(
+    readers: &mut [ReaderSlot<L>],
+    (seq, now_ns, hold_timeout_ns): (u64, u64, u64),
+    report: &mut ClaimReport,
+) -> bool {
     let mut held = false;
     for r in readers.iter_mut() {
-        let holds = &r.lease.holds()[..r.hold_limit];
         // Fast path: one pass of loads and compares, no branch per entry.
         // Relaxed: ordered by the SeqCst fence in `claim` (and the AcqRel
         // fence after it when we go on to write). A hold stored after these
         // loads is one whose reader sees our announcement (Dekker).
-        if !holds
-            .iter()
-            .fold(false, |hit, h| hit | (h.load(Ordering::Relaxed) == seq))
-        {
+        let all = r.lease.holds();
+        let hit = match all.first_chunk::<N>() {
+            Some(fixed) if N != 0 && r.hold_limit == N => names(fixed, seq),
+            _ => names(&all[..r.hold_limit], seq),
+        };
+        if !hit {
             continue;
         }
+        let holds = &all[..r.hold_limit];
         for (i, h) in holds.iter().enumerate() {
             if h.load(Ordering::Relaxed) != seq {
                 continue;
@@ -474,6 +502,14 @@ fn is_held<L: LeaseWords>(
         }
     }
     held
+}
+
+/// Whether any of `holds` is `seq` (Relaxed loads; see [`is_held`]).
+#[inline(always)]
+fn names(holds: &[AtomicU64], seq: u64) -> bool {
+    holds
+        .iter()
+        .fold(false, |hit, h| hit | (h.load(Ordering::Relaxed) == seq))
 }
 
 /// Outcome of one attempt to hold a frame.
@@ -633,4 +669,68 @@ pub(crate) fn prepare_wait<R: RingWords>(ring: &R, waiting: &AtomicU32, seen: u3
     // SYNC: Dekker with `bump_notify`; see there.
     fence(Ordering::SeqCst);
     ring.notify().load(Ordering::Relaxed) == seen
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Lease words in ordinary memory.
+    #[derive(Default)]
+    struct Words {
+        holds: [AtomicU64; MAX_HOLDS as usize],
+        waiting: AtomicU32,
+        revoked: AtomicU32,
+        consumed: AtomicU64,
+    }
+
+    impl LeaseWords for Words {
+        fn holds(&self) -> &[AtomicU64] {
+            &self.holds
+        }
+        fn waiting(&self) -> &AtomicU32 {
+            &self.waiting
+        }
+        fn revoked(&self) -> &AtomicU32 {
+            &self.revoked
+        }
+        fn consumed(&self) -> &AtomicU64 {
+            &self.consumed
+        }
+    }
+
+    fn held(readers: &mut [ReaderSlot<Words>], seq: u64) -> bool {
+        is_held(readers, seq, 0, u64::MAX, &mut ClaimReport::default())
+    }
+
+    /// The scan is chosen from the first reader's limit: every mix of
+    /// limits must still honour exactly each reader's first `hold_limit`
+    /// entries, whichever path (fixed-length or general) a reader takes.
+    #[test]
+    fn every_mix_of_hold_limits_honours_exactly_each_readers_entries() {
+        let limits = [1u32, 2, 3, 4, 5, 8, 15, 16];
+        for &first in &limits {
+            let mut readers: Vec<ReaderSlot<Words>> = std::iter::once(first)
+                .chain(limits.iter().copied())
+                .enumerate()
+                .map(|(id, l)| ReaderSlot::new(id as u32, Words::default(), l))
+                .collect();
+            let seq = 77;
+            assert!(!held(&mut readers, seq), "first {first}: nothing held");
+            for r in 0..readers.len() {
+                let limit = readers[r].hold_limit;
+                for i in 0..MAX_HOLDS as usize {
+                    readers[r].lease.holds[i].store(seq, Ordering::Relaxed);
+                    assert_eq!(
+                        held(&mut readers, seq),
+                        i < limit,
+                        "first reader's limit {first}, reader {r} (limit {limit}), entry {i}"
+                    );
+                    // Another seq in the same entry is never a match.
+                    assert!(!held(&mut readers, seq + 1));
+                    readers[r].lease.holds[i].store(0, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }
