@@ -7,6 +7,7 @@
 //! | `publish/copy_cached/<size>` | the same with `CopyStores::Cached`, sizes from 1 MiB (diagnostic) | `memcpy/tmpfs/<size>` |
 //! | `memcpy/tmpfs/<size>` | `copy_from_slice` of the same source into a pre-faulted `MAP_SHARED` tmpfs mapping, rotating over as many slots as the ring has | (the limit) |
 //! | `publish/readers_<size>/<n>` | `publish` with 1, 4, 16 registered idle readers | 1 reader |
+//! | `limit/lease_scan_one_page/<n>` | the same with all `n` readers' words on one page (diagnostic: per page or per reader?) | `limit/lease_scan/<n>` |
 //! | `limit/lease_scan/<n>` | the producer's per-frame fences and scans (claim announcement, `n` readers' 4 hold entries, notify bump, `n` waiting flags) over `n` memfd pages, nothing else | the slope of `publish/readers_64B/<n>` |
 //! | `publish/readers_<size>_interleaved/16` | `publish` with 16 idle readers, alternating in 0.5 ms chunks with a 1-reader ring timed over the same window | the 1-reader chunks |
 //! | `read/frame_size/<size>` | `try_recv` + `meta()` + drop, producer on another thread (pinned to another CPU) | 64 B |
@@ -598,10 +599,19 @@ struct ScanPages {
 }
 
 impl ScanPages {
-    fn new(n: usize) -> ScanPages {
-        let mut maps = Vec::new();
-        let mut words = Vec::new();
+    /// `n` readers' words; each on its own page (as lease pages are), or
+    /// all on the lines of one page (`shared`: the same loads without one
+    /// page, and one TLB entry, per reader).
+    fn new(n: usize, shared: bool) -> ScanPages {
+        let mut maps: Vec<memmap2::MmapRaw> = Vec::new();
+        let mut words: Vec<*const u8> = Vec::new();
         for i in 0..n {
+            if shared && i > 0 {
+                let off = 64 * (1 + (i + 1) % 61);
+                // SAFETY: as below, inside the first page's mapping.
+                words.push(unsafe { maps[0].as_ptr().add(off) });
+                continue;
+            }
             let fd = nix::sys::memfd::memfd_create(
                 c"camux-bench-lease",
                 nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
@@ -658,21 +668,27 @@ impl ScanPages {
 /// the least the producer's per-frame, per-reader work can cost with one
 /// page per reader, for the slope of `publish/readers_64B/<n>` to be read
 /// against.
+///
+/// `limit/lease_scan_one_page/<n>`: the same with all `n` readers' words on
+/// one page, to tell a per-page cost (TLB) from a per-reader one.
 fn lease_scan_limit(c: &mut Criterion, bg: &mut Background) {
     let word = std::sync::atomic::AtomicU64::new(0);
     let mut g = c.benchmark_group("limit");
-    for &n in &READER_COUNTS {
-        let pages = ScanPages::new(n as usize);
-        assert_eq!(pages.maps.len(), n as usize);
-        let mut seq = 1u64;
-        g.bench_function(BenchmarkId::new("lease_scan", n), |b| {
-            bg.begin();
-            b.iter(|| {
-                seq += 1;
-                black_box(pages.frame(&word, black_box(seq)))
-            })
-        });
-        bg.end(&format!("limit/lease_scan/{n}"));
+    for (name, shared) in [("lease_scan", false), ("lease_scan_one_page", true)] {
+        for &n in &READER_COUNTS {
+            let pages = ScanPages::new(n as usize, shared);
+            assert_eq!(pages.maps.len(), if shared { 1 } else { n as usize });
+            assert_eq!(pages.words.len(), n as usize);
+            let mut seq = 1u64;
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                bg.begin();
+                b.iter(|| {
+                    seq += 1;
+                    black_box(pages.frame(&word, black_box(seq)))
+                })
+            });
+            bg.end(&format!("limit/{name}/{n}"));
+        }
     }
     g.finish();
 }
@@ -1300,6 +1316,17 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
         get("limit/lease_scan/16"),
     ) {
         let (ps, ls) = ((pn.mean - p1.mean) / 15.0, (ln.mean - l1.mean) / 15.0);
+        if let (Some(o1), Some(on)) = (
+            get("limit/lease_scan_one_page/1"),
+            get("limit/lease_scan_one_page/16"),
+        ) {
+            let _ = writeln!(
+                w,
+                "bare lease scan per extra reader: {} with a page per reader, {} with all readers on one page",
+                time(ls),
+                time((on.mean - o1.mean) / 15.0)
+            );
+        }
         let _ = writeln!(
             w,
             "per extra reader (64B): publish {} vs the bare lease scan {} (limit/lease_scan, {} to {}): {:.2}x the limit; with only the scan's slope, 16 readers / 1 would be {:.2}",
@@ -1310,6 +1337,9 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
             ps / ls.max(0.01),
             (p1.mean + ln.mean - l1.mean) / p1.mean
         );
+        if ![p1, pn, l1, ln].iter().all(|e| e.fresh) {
+            let _ = writeln!(w, "  [the line above includes figures from an earlier run]");
+        }
     }
     let infos = [
         (
