@@ -464,11 +464,10 @@ struct PairSample {
 /// window. On a shared host the plain `readers_<size>/<n>` figures are
 /// seconds apart and load bursts swing them by tens of percent; this ratio
 /// is what the summary checks against the target. Samples go to
-/// `<criterion dir>/camux-interleaved.json`.
+/// `<criterion dir>/camux-interleaved/<id>.json`.
 fn publish_readers_interleaved(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u8]) {
     let info = FrameInfo::default();
     let many = *READER_COUNTS.last().expect("reader counts");
-    let mut all = read_interleaved();
     for &size in &READER_SIZES {
         let l = label(size);
         let data = &src[..size];
@@ -530,48 +529,49 @@ fn publish_readers_interleaved(c: &mut Criterion, bg: &mut Background, root: &Ro
         lots.assert_no_drops(&id);
         assert_eq!(lots.publisher.stats().readers, many, "a reader went away");
         if !samples.is_empty() {
-            all.insert(id, samples);
+            write_interleaved(&id, &samples);
         }
     }
-    let rows: std::collections::BTreeMap<&String, Vec<(u64, f64, f64)>> = all
+}
+
+/// Where an interleaved run keeps its samples: one file per id, so a
+/// filtered rerun refreshes only its own (and the summary can tell which
+/// figures are from this run by the file's time).
+fn interleaved_path(id: &str) -> PathBuf {
+    criterion_dir()
+        .join("camux-interleaved")
+        .join(format!("{}.json", id.replace('/', "_")))
+}
+
+fn write_interleaved(id: &str, samples: &[PairSample]) {
+    let rows: Vec<(u64, f64, f64)> = samples
         .iter()
-        .map(|(k, v)| {
-            (
-                k,
-                v.iter().map(|p| (p.frames, p.one_ns, p.many_ns)).collect(),
-            )
-        })
+        .map(|p| (p.frames, p.one_ns, p.many_ns))
         .collect();
-    if let Ok(t) = serde_json::to_string(&rows) {
-        let _ = std::fs::write(interleaved_path(), t);
+    let path = interleaved_path(id);
+    if let (Some(dir), Ok(t)) = (path.parent(), serde_json::to_string(&rows)) {
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(&path, t);
     }
 }
 
-type Interleaved = std::collections::BTreeMap<String, Vec<PairSample>>;
-
-fn interleaved_path() -> PathBuf {
-    criterion_dir().join("camux-interleaved.json")
-}
-
-fn read_interleaved() -> Interleaved {
-    let rows: std::collections::BTreeMap<String, Vec<(u64, f64, f64)>> =
-        std::fs::read_to_string(interleaved_path())
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-    rows.into_iter()
-        .map(|(k, v)| {
-            let v = v
-                .into_iter()
-                .map(|(frames, one_ns, many_ns)| PairSample {
-                    frames,
-                    one_ns,
-                    many_ns,
-                })
-                .collect();
-            (k, v)
+/// The samples of `id` and whether they were written since `since`.
+fn read_interleaved(id: &str, since: SystemTime) -> Option<(Vec<PairSample>, bool)> {
+    let path = interleaved_path(id);
+    let rows: Vec<(u64, f64, f64)> =
+        serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= since);
+    let v = rows
+        .into_iter()
+        .map(|(frames, one_ns, many_ns)| PairSample {
+            frames,
+            one_ns,
+            many_ns,
         })
-        .collect()
+        .collect();
+    Some((v, fresh))
 }
 
 /// The many/one ratio of an interleaved run: of the summed times, and the
@@ -1280,20 +1280,16 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
         }
     }
     // The same two publish ratios, measured interleaved in one window.
-    let pairs = read_interleaved();
-    let pairs_fresh = std::fs::metadata(interleaved_path())
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t >= since);
     for &size in &READER_SIZES {
         let l = label(size);
         let many = *READER_COUNTS.last().expect("reader counts");
         let id = format!("publish/readers_{l}_interleaved/{many}");
         let name = format!("publish({l}, {many} readers)/publish({l}, 1 reader), interleaved");
-        let Some(samples) = pairs.get(&id) else {
+        let Some((samples, fresh)) = read_interleaved(&id, since) else {
             let _ = writeln!(w, "ratio: {name}: not measured");
             continue;
         };
-        let Some((r, med, lo, hi)) = interleaved_ratio(samples) else {
+        let Some((r, med, lo, hi)) = interleaved_ratio(&samples) else {
             continue;
         };
         let frames: u64 = samples.iter().map(|p| p.frames).sum::<u64>().max(1);
@@ -1305,7 +1301,7 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
             samples.len(),
             per(samples.iter().map(|p| p.many_ns).sum()),
             per(samples.iter().map(|p| p.one_ns).sum()),
-            if pairs_fresh { "" } else { "  [includes figures from an earlier run]" }
+            if fresh { "" } else { "  [includes figures from an earlier run]" }
         );
     }
     // The per-reader slope of publishing against the bare scan's.
