@@ -39,7 +39,14 @@ struct Held {
 /// CPython itself (struct members of this frozen class): no call into the
 /// extension per access. On a reader woken once per frame, each such call
 /// ran cold and cost 3-4 us (docs/BINDINGS.md, "Cost per frame").
-#[pyclass(module = "camux", name = "Frame", frozen)]
+///
+/// A small free list keeps the last released objects' memory for the next
+/// frames: the 648-byte object is above pymalloc's 512-byte limit, so each
+/// frame would otherwise be a glibc `malloc` and `free`. Measured, this is
+/// within the run-to-run noise (docs/BINDINGS.md, 2026-12-03); it stays,
+/// as it swaps those two calls for a pop and a push under an uncontended
+/// lock.
+#[pyclass(module = "camux", name = "Frame", frozen, freelist = 8)]
 pub struct Frame {
     /// Ring sequence number (continues across producer restarts).
     #[pyo3(get)]
