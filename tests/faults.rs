@@ -263,9 +263,9 @@ fn reader_frozen_ten_seconds_at_full_rate_lags_exactly_and_blocks_nobody() {
     steady.pump_frames(20);
 
     wd.phase("frozen for 10 s");
+    frozen.proc.freeze();
     let before = inspect(&d, &ring);
     let steady_before = steady.log.frames;
-    frozen.proc.signal(Signal::SIGSTOP);
     // The one sleep that is the point: the reader stays frozen while
     // everything else runs. Nothing is being waited for.
     let t = Instant::now();

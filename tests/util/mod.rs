@@ -388,6 +388,25 @@ impl Proc {
         }
     }
 
+    /// Sends SIGSTOP and returns once the kernel reports the process
+    /// stopped (`waitid(WSTOPPED | WNOWAIT)`: a blocking wait on that state
+    /// change, which it leaves for nobody else to reap). A signal is
+    /// delivered asynchronously, so without this the process may still run
+    /// for a while after [`Proc::signal`] returns.
+    pub fn freeze(&self) {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+        self.signal(Signal::SIGSTOP);
+        let pid = Pid::from_raw(self.pid() as i32);
+        loop {
+            match waitid(Id::Pid(pid), WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT) {
+                Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => return,
+                Ok(WaitStatus::Stopped(..)) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(other) => panic!("{} did not stop: {other:?}", self.name),
+                Err(e) => panic!("waitid({pid}) for {}: {e}", self.name),
+            }
+        }
+    }
+
     /// Sends `sig` to the whole process group.
     pub fn signal_group(&self, sig: Signal) {
         let _ = kill(Pid::from_raw(-(self.pid() as i32)), sig);
