@@ -22,11 +22,11 @@ use crate::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::Sender;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{
-    accept4, bind, connect, getsockopt, listen, recv, sendmsg, socket, sockopt, AddressFamily,
-    Backlog, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
+    bind, connect, getsockopt, listen, recv, sendmsg, socket, sockopt, AddressFamily, Backlog,
+    ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -613,67 +613,31 @@ const SCM_MAX_FD: usize = 253;
 /// flag MSG_CTRUNC. It also flags MSG_CTRUNC when it runs out of
 /// descriptor slots (EMFILE) part-way through a message, after installing
 /// some: those are listed in the control data all the same. nix's `cmsgs`
-/// refuses to walk control data flagged MSG_CTRUNC, so this walks it with
-/// libc's CMSG_* and owns every descriptor that is there.
+/// refuses to walk control data flagged MSG_CTRUNC; rustix's ancillary
+/// buffer walks whatever the kernel wrote (clamping a truncated message to
+/// whole descriptors) and hands each descriptor out as an `OwnedFd`, so
+/// this owns every descriptor that is there, with no unsafe code of ours.
 pub(crate) fn recv_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<Packet> {
-    // SAFETY: CMSG_SPACE is arithmetic on its argument.
-    let space = unsafe { libc::CMSG_SPACE((SCM_MAX_FD * std::mem::size_of::<RawFd>()) as u32) };
-    // u64 words: cmsghdr's alignment.
-    let mut control = vec![0u64; (space as usize).div_ceil(8)];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
-    mh.msg_iov = &mut iov;
-    // `as _`: these fields' types differ between C libraries.
-    mh.msg_iovlen = 1 as _;
-    mh.msg_control = control.as_mut_ptr().cast();
-    mh.msg_controllen = (control.len() * 8) as _;
-    // SAFETY: `mh` points at one iovec over `buf` and at `control`, both
-    // live and writable for the call, with their true lengths.
-    let n = unsafe {
-        libc::recvmsg(
-            sock.as_raw_fd(),
-            &mut mh,
-            libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
-        )
-    };
-    let n = usize::try_from(n).map_err(|_| nix::errno::Errno::last())?;
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut space =
+        vec![std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(SCM_MAX_FD))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = rustix::net::recvmsg(
+        sock,
+        &mut [std::io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+    )
+    .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))?;
     let mut fds = Vec::new();
-    let written: usize = mh.msg_controllen as _;
-    let end = control.as_ptr() as usize + written.min(control.len() * 8);
-    // SAFETY: `mh` is the header recvmsg just filled: msg_control and
-    // msg_controllen describe the control data it wrote into `control`.
-    let mut c = unsafe { libc::CMSG_FIRSTHDR(&mh) };
-    while !c.is_null() {
-        // SAFETY: CMSG_FIRSTHDR / CMSG_NXTHDR return a header that lies
-        // inside the control data, or null.
-        let hdr = unsafe { std::ptr::read_unaligned(c) };
-        // SAFETY: `c` is a header inside the control data (as above).
-        let data = unsafe { libc::CMSG_DATA(c) } as usize;
-        let cmsg_len: usize = hdr.cmsg_len as _;
-        let len = (c as usize)
-            .saturating_add(cmsg_len)
-            .min(end)
-            .saturating_sub(data);
-        if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
-            for i in 0..len / std::mem::size_of::<RawFd>() {
-                // SAFETY: the descriptor's bytes lie inside this message's
-                // data, which ends before `end` (clamped above).
-                let raw = unsafe { std::ptr::read_unaligned((data as *const RawFd).add(i)) };
-                // SAFETY: the kernel just installed `raw` in our fd table
-                // for us (SCM_RIGHTS); nothing else owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-            }
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(got) = m {
+            fds.extend(got);
         }
-        // SAFETY: `mh` and `c` as above.
-        c = unsafe { libc::CMSG_NXTHDR(&mh, c) };
     }
     Ok(Packet {
-        len: n,
-        flags: MsgFlags::from_bits_truncate(mh.msg_flags),
+        len: got.bytes,
+        flags: MsgFlags::from_bits_truncate(got.flags.bits() as i32),
         fds,
     })
 }
@@ -969,13 +933,13 @@ impl Server {
 
     fn accept_all(&mut self) {
         loop {
-            match accept4(
-                self.listener.as_raw_fd(),
-                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            ) {
-                Ok(raw) => {
-                    // SAFETY: accept4 returned a new descriptor that we own.
-                    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+            match rustix::net::accept_with(
+                &self.listener,
+                rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+            )
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))
+            {
+                Ok(sock) => {
                     if self.pending.len() >= self.cfg.max_readers as usize + EXTRA_PENDING {
                         continue; // dropped: too many half-open handshakes
                     }
@@ -1202,16 +1166,16 @@ mod tests {
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let client_path = path.clone();
         let client = std::thread::spawn(move || {
-            // SAFETY: gettid and pthread_self have no preconditions.
             tid_tx
-                .send((unsafe { libc::gettid() }, unsafe { libc::pthread_self() }))
+                .send((
+                    rustix::thread::gettid().as_raw_nonzero().get(),
+                    nix::sys::pthread::pthread_self(),
+                ))
                 .unwrap();
             inspect_readers(&client_path, Duration::from_secs(20))
         });
         let (tid, pthread) = tid_rx.recv().unwrap();
-        let conn = nix::sys::socket::accept(listener.as_raw_fd()).unwrap();
-        // SAFETY: accept returned a new descriptor that nothing else owns.
-        let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+        let conn = rustix::net::accept(&listener).unwrap();
         let mut hello = [0u8; MSG_BYTES];
         assert!(
             nix::sys::socket::recv(conn.as_raw_fd(), &mut hello, MsgFlags::empty()).unwrap() > 0
@@ -1226,8 +1190,8 @@ mod tests {
             waiting("the client never waited in poll");
         }
         let before = sleeps(tid).expect("the client's context switches");
-        // SAFETY: `pthread` is the client thread, alive until joined below.
-        assert_eq!(unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) }, 0);
+        // `pthread` is the client thread, alive until joined below.
+        nix::sys::pthread::pthread_kill(pthread, Signal::SIGUSR1).unwrap();
         // A reply sent now could be seen before the signal: wait until the
         // interrupted client sleeps in poll again, or has given up.
         while !(client.is_finished() || in_poll(tid) && sleeps(tid).is_some_and(|n| n > before)) {
