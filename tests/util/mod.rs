@@ -399,8 +399,11 @@ impl Proc {
         let pid = Pid::from_raw(self.pid() as i32);
         loop {
             match waitid(Id::Pid(pid), WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT) {
-                Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => return,
-                Ok(WaitStatus::Stopped(..)) | Err(nix::errno::Errno::EINTR) => continue,
+                // Stopped, by ours or by any stop signal: either way it runs
+                // no more. (WNOWAIT leaves the state to be reported again,
+                // so waiting on for another one would spin.)
+                Ok(WaitStatus::Stopped(..)) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
                 Ok(other) => panic!("{} did not stop: {other:?}", self.name),
                 Err(e) => panic!("waitid({pid}) for {}: {e}", self.name),
             }
