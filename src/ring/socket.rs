@@ -604,6 +604,11 @@ pub(crate) struct Packet {
 /// Most descriptors one message can carry (the kernel's SCM_MAX_FD).
 const SCM_MAX_FD: usize = 253;
 
+/// rustix's error as the nix error the rest of this module speaks.
+fn nix_errno(e: rustix::io::Errno) -> nix::errno::Errno {
+    nix::errno::Errno::from_raw(e.raw_os_error())
+}
+
 /// Receives one packet without waiting (EAGAIN if none is queued); every fd
 /// it carries becomes an `OwnedFd` at once, so none can leak, whatever the
 /// caller decides about the packet.
@@ -628,7 +633,7 @@ pub(crate) fn recv_packet(sock: BorrowedFd<'_>, buf: &mut [u8]) -> nix::Result<P
         &mut control,
         RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
     )
-    .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))?;
+    .map_err(nix_errno)?;
     let mut fds = Vec::new();
     for m in control.drain() {
         if let RecvAncillaryMessage::ScmRights(got) = m {
@@ -937,7 +942,7 @@ impl Server {
                 &self.listener,
                 rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
             )
-            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error()))
+            .map_err(nix_errno)
             {
                 Ok(sock) => {
                     if self.pending.len() >= self.cfg.max_readers as usize + EXTRA_PENDING {
