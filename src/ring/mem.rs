@@ -679,6 +679,98 @@ impl<P: WordsRef> LeaseWords for P {
     fn consumed(&self) -> &AtomicU64 {
         &self.lease_words().consumed
     }
+    fn may_hold<'a>(pages: impl Iterator<Item = (&'a Self, usize)>, seq: u64) -> bool
+    where
+        Self: 'a,
+    {
+        holds_may_name(pages.map(|(p, n)| (p.lease_words(), n)), seq)
+    }
+}
+
+/// Whether any of the first `limit` hold entries of any block may be `seq`
+/// (`false`: none is). With AVX2, one compare per four entries, OR-ed over
+/// every block and tested once. The first four entries of a block are
+/// always compared, and those past its limit up to the next multiple of
+/// four too, so `true` can be a false alarm (the exact scan sorts it out).
+/// Without AVX2 (or under loom), always `true`.
+fn holds_may_name<'a>(
+    blocks: impl Iterator<Item = (&'a LeaseWordsBlock, usize)>,
+    seq: u64,
+) -> bool {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2::holds_may_name(blocks, seq) };
+    }
+    let _ = (blocks, seq);
+    true
+}
+
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+mod avx2 {
+    use super::LeaseWordsBlock;
+    use crate::ring::layout::MAX_HOLDS;
+    use crate::sync::atomic::AtomicU64;
+    use std::arch::asm;
+    use std::arch::x86_64::{
+        __m256i, _mm256_or_si256, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_testz_si256,
+    };
+
+    /// [`super::holds_may_name`] with 256-bit compares.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn holds_may_name<'a>(
+        blocks: impl Iterator<Item = (&'a LeaseWordsBlock, usize)>,
+        seq: u64,
+    ) -> bool {
+        let want = _mm256_set1_epi64x(seq as i64);
+        let mut hits = _mm256_setzero_si256();
+        for (block, limit) in blocks {
+            // The first quad always (a limit of 0 is never registered, and
+            // would only raise a false alarm); the rest only for limits
+            // over 4, so the common limit of 4 costs one compare, no loop.
+            let (first, rest) = block.holds.split_at(4);
+            hits = _mm256_or_si256(hits, eq_quad(first, want));
+            if limit > 4 {
+                let more = (limit.min(MAX_HOLDS as usize) - 1) / 4;
+                for quad in rest.chunks_exact(4).take(more) {
+                    hits = _mm256_or_si256(hits, eq_quad(quad, want));
+                }
+            }
+        }
+        _mm256_testz_si256(hits, hits) == 0
+    }
+
+    /// Lane-wise `quad[i] == want` (all ones where equal), from one
+    /// 256-bit load of the four entries.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn eq_quad(quad: &[AtomicU64], want: __m256i) -> __m256i {
+        assert!(quad.len() >= 4);
+        let eq: __m256i;
+        // SAFETY: `quad` is at least four `AtomicU64`s of a live
+        // `LeaseWordsBlock` (32 readable bytes, checked above). The compare
+        // reads them with one 256-bit load; every lane is an aligned
+        // quadword (the block is 64-byte aligned, the holds start 16 bytes
+        // in), and x86 reads an aligned quadword atomically (Intel SDM
+        // vol. 3A 9.1.1, AMD APM vol. 2 7.3.2), a larger vector access being
+        // made of such accesses. So this is four Relaxed loads, which is
+        // what the exact scan does and what another process may race with.
+        // The asm block is not `pure`: it stays after the caller's fence.
+        // It writes no memory, pushes nothing and leaves the flags alone.
+        unsafe {
+            asm!(
+                "vpcmpeqq {eq}, {want}, ymmword ptr [{p}]",
+                eq = lateout(ymm_reg) eq,
+                want = in(ymm_reg) want,
+                p = in(reg) quad.as_ptr(),
+                options(readonly, nostack, preserves_flags),
+            );
+        }
+        eq
+    }
 }
 
 impl WordsRef for LeaseMap {
@@ -764,7 +856,74 @@ fn futex_wake_all(word: &AtomicU32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::os::unix::fs::FileExt;
+
+    fn block(holds: &[u64]) -> LeaseWordsBlock {
+        LeaseWordsBlock {
+            waiting: AtomicU32::new(0),
+            revoked: AtomicU32::new(0),
+            consumed: AtomicU64::new(0),
+            holds: std::array::from_fn(|i| AtomicU64::new(holds[i])),
+        }
+    }
+
+    fn avx2() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
+    }
+
+    proptest! {
+        /// The pre-check never misses an honoured entry that names the
+        /// frame, and (where the vector path runs) only raises a false
+        /// alarm for an entry past the limit in the limit's last quad (or in
+        /// the first quad, which is always compared).
+        #[test]
+        fn hold_precheck_never_misses_an_honoured_entry(
+            pages in proptest::collection::vec(
+                (proptest::collection::vec(0u64..6, MAX_HOLDS as usize), 0usize..=MAX_HOLDS as usize),
+                0..20,
+            ),
+            seq in 1u64..6,
+        ) {
+            let blocks: Vec<_> = pages.iter().map(|(h, n)| (block(h), *n)).collect();
+            let got = holds_may_name(blocks.iter().map(|(b, n)| (b, *n)), seq);
+            let honoured = pages.iter().any(|(h, n)| h[..*n].contains(&seq));
+            let in_quads = pages
+                .iter()
+                .any(|(h, n)| h[..n.div_ceil(4).max(1) * 4].contains(&seq));
+            prop_assert!(got || !honoured, "missed a hold of {}", seq);
+            if avx2() {
+                prop_assert_eq!(got, in_quads);
+            } else {
+                prop_assert!(got);
+            }
+        }
+    }
+
+    #[test]
+    fn hold_precheck_reads_the_real_pages_each_entry_and_each_reader() {
+        let pages: Vec<_> = (0..16)
+            .map(|id| LeaseMap::create(id, 16).unwrap())
+            .collect();
+        let may = |seq, limit| LeaseMap::may_hold(pages.iter().map(|p| (p, limit)), seq);
+        let avx2 = avx2();
+        assert_eq!(may(9, 16), !avx2, "no entry is set");
+        for (r, page) in pages.iter().enumerate() {
+            for i in 0..MAX_HOLDS as usize {
+                page.holds()[i].store(9, Ordering::Relaxed);
+                assert!(may(9, 16), "reader {r} entry {i}");
+                assert!(may(9, i + 1), "reader {r} entry {i}, limit {}", i + 1);
+                if i >= 4 {
+                    assert_eq!(may(9, 4), !avx2, "reader {r} entry {i} is past the limit");
+                }
+                assert_eq!(may(10, 16), !avx2, "reader {r} entry {i} names 9");
+                page.holds()[i].store(0, Ordering::Relaxed);
+            }
+        }
+    }
 
     #[test]
     fn consecutive_readers_put_their_words_on_different_cache_lines() {
