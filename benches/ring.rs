@@ -12,6 +12,8 @@
 //! | `publish/readers_<size>_interleaved/16` | `publish` with 16 idle readers, alternating in 0.5 ms chunks with a 1-reader ring timed over the same window | the 1-reader chunks |
 //! | `read/frame_size/<size>` | `try_recv` + `meta()` + drop, producer on another thread (pinned to another CPU) | 64 B |
 //! | `read/frame_size_cached/8MiB` | the same, producer with `CopyStores::Cached` (diagnostic) | `read/frame_size/64B` |
+//! | `read/frame_size_fresh/<size>`, `read/frame_size_cached_fresh/8MiB` | the same, one frame per batch: each receive right after its frame's commit, as by a reader that keeps up (diagnostic; each sample holds two clock reads, `limit/timer`, taken off before the ratio) | `read/frame_size_fresh/64B` |
+//! | `limit/timer` | two `Instant` reads, what timing one receive adds | |
 //! | `read/ring_only/8MiB` | the same, 64 B frames in the ring of 8 MiB slots (diagnostic: the reader's path without the producer's copy traffic) | `read/frame_size/64B` |
 //! | `read/frame_size_same_thread/<size>` | the same, producer on the reader's own thread (diagnostic: includes the producer's cache pollution) | 64 B |
 //! | `read/frame_size_polluted/64B` | 64 B frames, producer also writes 8 MiB of unrelated memory per frame with cached stores (diagnostic) | `read/frame_size_cached/8MiB` |
@@ -738,6 +740,21 @@ fn lease_scan_limit(c: &mut Criterion, bg: &mut Background) {
             bg.end(&format!("limit/{name}/{n}"));
         }
     }
+    // What `timed_reads` adds to each batch it times: two clock reads. For
+    // `read/frame_size_fresh` (batches of one) it is part of every figure
+    // and is taken off before the ratio.
+    g.bench_function("timer", |b| {
+        bg.begin();
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                total += black_box(t).elapsed();
+            }
+            total
+        })
+    });
+    bg.end("limit/timer");
     g.finish();
 }
 
@@ -892,9 +909,23 @@ impl RemoteProducer {
 fn bench_reads(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     bg: &mut Background,
+    name: (&str, &str),
+    sub: &mut Subscriber,
+    len: usize,
+    publish: impl FnMut(u64),
+) {
+    bench_reads_in(g, bg, name, sub, len, READ_BATCH, publish)
+}
+
+/// [`bench_reads`] with batches of `batch` frames (1: every frame is
+/// received right after its publish, as by a reader that keeps up).
+fn bench_reads_in(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    bg: &mut Background,
     (function, size): (&str, &str),
     sub: &mut Subscriber,
     len: usize,
+    batch: u64,
     mut publish: impl FnMut(u64),
 ) {
     g.bench_function(BenchmarkId::new(function, size), |b| {
@@ -903,7 +934,7 @@ fn bench_reads(
             let mut total = Duration::ZERO;
             let mut left = iters;
             while left > 0 {
-                let k = left.min(READ_BATCH);
+                let k = left.min(batch);
                 publish(k);
                 total += timed_reads(sub, k, len);
                 left -= k;
@@ -945,6 +976,17 @@ fn read_frame_size(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u
         bench_reads(&mut g, bg, ("frame_size", &l), &mut sub, size, |k| {
             remote.publish(k)
         });
+        // The same, one frame at a time: each receive comes right after its
+        // frame's commit, with no later frame's copy in between.
+        bench_reads_in(
+            &mut g,
+            bg,
+            ("frame_size_fresh", &l),
+            &mut sub,
+            size,
+            1,
+            |k| remote.publish(k),
+        );
         let mut publisher = remote.stop();
 
         if size >= STREAMING_MIN_BYTES {
@@ -1003,6 +1045,15 @@ fn read_frame_size(c: &mut Criterion, bg: &mut Background, root: &Root, src: &[u
             bench_reads(&mut g, bg, ("frame_size_cached", &l), &mut sub, size, |k| {
                 remote.publish(k)
             });
+            bench_reads_in(
+                &mut g,
+                bg,
+                ("frame_size_cached_fresh", &l),
+                &mut sub,
+                size,
+                1,
+                |k| remote.publish(k),
+            );
             drop(sub);
             drop(remote.stop());
         }
@@ -1252,14 +1303,16 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     for f in [
         "frame_size",
         "frame_size_cached",
+        "frame_size_fresh",
+        "frame_size_cached_fresh",
         "frame_size_same_thread",
         "frame_size_polluted",
     ] {
         // 64 B frames are copied with cached stores in every mode.
-        let small = if f == "frame_size_cached" {
-            "frame_size"
-        } else {
-            f
+        let small = match f {
+            "frame_size_cached" => "frame_size",
+            "frame_size_cached_fresh" => "frame_size_fresh",
+            f => f,
         };
         let (a, b) = (
             get(&format!("read/{small}/64B")),
@@ -1429,7 +1482,33 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
             let _ = writeln!(w, "info:  {name} = {} (diagnostic: {what})", ratio(&x, &y));
         }
     }
+    // Batches of one are timed one receive at a time, so each figure holds
+    // two clock reads: take `limit/timer` off both before dividing.
+    if let (Some(x), Some(y), Some(t)) = (
+        get("read/frame_size_fresh/8MiB"),
+        get("read/frame_size_fresh/64B"),
+        get("limit/timer"),
+    ) {
+        let _ = writeln!(
+            w,
+            "info:  read_fresh(8MiB)/read_fresh(64B), less the timer's {:.1} ns = {} \
+             (diagnostic: each frame received right after its commit, as by a reader that keeps up)",
+            t.mean,
+            ratio(&less(x, t.mean), &less(y, t.mean))
+        );
+    }
     s
+}
+
+/// `e` with `ns` taken off every figure (a fixed cost inside each sample).
+fn less(e: Est, ns: f64) -> Est {
+    Est {
+        mean: e.mean - ns,
+        lo: e.lo - ns,
+        hi: e.hi - ns,
+        median: e.median - ns,
+        ..e
+    }
 }
 
 fn main() {
