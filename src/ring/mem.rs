@@ -753,8 +753,10 @@ mod avx2 {
         // SAFETY: `quad` is at least four `AtomicU64`s of a live
         // `LeaseWordsBlock` (32 readable bytes, checked above). The compare
         // reads them with one 256-bit load; every lane is an aligned
-        // quadword (the block is 64-byte aligned, the holds start 16 bytes
-        // in), and x86 reads an aligned quadword atomically (Intel SDM
+        // quadword (`AtomicU64` is 8-byte aligned; in a lease page the
+        // block is 64-byte aligned and the holds start 16 bytes in, so the
+        // first quad shares the waiting flag's line), and x86 reads an
+        // aligned quadword atomically (Intel SDM
         // vol. 3A 9.1.1, AMD APM vol. 2 7.3.2), a larger vector access being
         // made of such accesses. So this is four Relaxed loads, which is
         // what the exact scan does and what another process may race with.
