@@ -15,6 +15,8 @@
 //! Run `cargo bench --bench idle_eviction` (about 5 s). It prints a table
 //! and exits; nothing is judged.
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -46,17 +48,10 @@ fn walk(next: &[u64], steps: usize) -> u64 {
     i
 }
 
-/// (steal, total) ticks of all CPUs from /proc/stat: time the hypervisor
-/// ran something else on our vCPUs.
+/// (steal, total) ticks of all CPUs: time the hypervisor ran something
+/// else on our vCPUs, out of all time.
 fn steal() -> Option<(u64, u64)> {
-    let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let v: Vec<u64> = s
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let v = common::cpu_ticks()?;
     Some((*v.get(7)?, v.iter().take(8).sum()))
 }
 
@@ -71,23 +66,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and `cargo test --benches`
     }
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            let f = |k: &str| {
-                s.lines()
-                    .find(|l| l.starts_with(k))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|v| v.trim().to_string())
-            };
-            Some(format!(
-                "{}, family {} model {}",
-                f("model name")?,
-                f("cpu family")?,
-                f("model\t")?
-            ))
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = common::cpu_id();
     println!("idle eviction on {cpu}");
     let before = steal();
     println!("| working set | idle spin | ns per line | vs no idle |");

@@ -35,6 +35,8 @@
 //! `CAMUX_BENCH_QUIET=<seconds>` makes each benchmark first wait, up to that
 //! long, for the machine to be quiet. See `docs/BENCHMARKS.md`.
 
+mod common;
+
 use camux::ring::{CopyStores, RingOptions, SlotReuse, StreamFormat, STREAMING_MIN_BYTES};
 use camux::{FrameInfo, Published, Publisher, Subscriber};
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
@@ -246,15 +248,7 @@ struct CpuSnap {
 }
 
 fn cpu_snap() -> Option<CpuSnap> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
+    let cpu = common::cpu_ticks()?;
     let busy = cpu.first()? + cpu.get(1)? + cpu.get(2)? + cpu.get(5)? + cpu.get(6)?;
     let steal = *cpu.get(7)?;
     let me = std::fs::read_to_string("/proc/self/stat").ok()?;
@@ -1182,30 +1176,6 @@ fn ratio_cell(a: &Option<Est>, b: &Option<Est>) -> String {
     }
 }
 
-/// Model name, family/model/stepping and L3 size of CPU 0: a VM's model
-/// name alone ("AMD EPYC") does not tell two host generations apart, and
-/// the figures here move with the host's caches.
-fn cpu_id() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .take_while(|l| !l.trim().is_empty())
-            .find(|l| l.split(':').next().map(str::trim) == Some(name))
-            .and_then(|l| l.split_once(':'))
-            .map_or("?".to_string(), |(_, v)| v.trim().to_string())
-    };
-    let l3 = std::fs::read_to_string("/sys/devices/system/cpu/cpu0/cache/index3/size")
-        .map_or("?".to_string(), |s| s.trim().to_string());
-    format!(
-        "{}, family {} model {} stepping {}, L3 {l3}, {} CPUs",
-        field("model name"),
-        field("cpu family"),
-        field("model"),
-        field("stepping"),
-        std::thread::available_parallelism().map_or(1, usize::from)
-    )
-}
-
 fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     use std::fmt::Write;
     let dir = criterion_dir();
@@ -1213,7 +1183,7 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(w, "\n## camux ring benches: summary\n");
-    let _ = writeln!(w, "machine: {}", cpu_id());
+    let _ = writeln!(w, "machine: {}", common::cpu_id());
     let _ = writeln!(w, "ring directory: {}", root.what);
     let _ = writeln!(
         w,
