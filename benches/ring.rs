@@ -12,8 +12,8 @@
 //! | `publish/readers_<size>_interleaved/16` | `publish` with 16 idle readers, alternating in 0.5 ms chunks with a 1-reader ring timed over the same window | the 1-reader chunks |
 //! | `read/frame_size/<size>` | `try_recv` + `meta()` + drop, producer on another thread (pinned to another CPU) | 64 B |
 //! | `read/frame_size_cached/8MiB` | the same, producer with `CopyStores::Cached` (diagnostic) | `read/frame_size/64B` |
-//! | `read/frame_size_fresh/<size>`, `read/frame_size_cached_fresh/8MiB` | the same, one frame per batch: each receive right after its frame's commit, as by a reader that keeps up (diagnostic; each sample holds two clock reads, `limit/timer`, taken off before the ratio) | `read/frame_size_fresh/64B` |
-//! | `limit/timer` | two `Instant` reads, what timing one receive adds | |
+//! | `read/frame_size_fresh/<size>`, `read/frame_size_cached_fresh/8MiB` | the same, one frame per batch: each receive right after its frame's commit, as by a reader that keeps up (diagnostic; each sample holds the timer's own cost, `limit/timer`, taken off before the ratio) | `read/frame_size_fresh/64B` |
+//! | `limit/timer` | an `Instant::now()` and its `elapsed()` with nothing between: what timing one receive adds to it | |
 //! | `read/ring_only/8MiB` | the same, 64 B frames in the ring of 8 MiB slots (diagnostic: the reader's path without the producer's copy traffic) | `read/frame_size/64B` |
 //! | `read/frame_size_same_thread/<size>` | the same, producer on the reader's own thread (diagnostic: includes the producer's cache pollution) | 64 B |
 //! | `read/frame_size_polluted/64B` | 64 B frames, producer also writes 8 MiB of unrelated memory per frame with cached stores (diagnostic) | `read/frame_size_cached/8MiB` |
@@ -734,7 +734,8 @@ fn lease_scan_limit(c: &mut Criterion, bg: &mut Background) {
             bg.end(&format!("limit/{name}/{n}"));
         }
     }
-    // What `timed_reads` adds to each batch it times: two clock reads. For
+    // What `timed_reads` adds to each batch it times: the span from inside
+    // one clock read to inside the next, with nothing between. For
     // `read/frame_size_fresh` (batches of one) it is part of every figure
     // and is taken off before the ratio.
     g.bench_function("timer", |b| {
@@ -1453,7 +1454,7 @@ fn summary(root: &Root, since: SystemTime, loads: &Loads) -> String {
         }
     }
     // Batches of one are timed one receive at a time, so each figure holds
-    // two clock reads: take `limit/timer` off both before dividing.
+    // the timer's own cost: take `limit/timer` off both before dividing.
     if let (Some(x), Some(y), Some(t)) = (
         get("read/frame_size_fresh/8MiB"),
         get("read/frame_size_fresh/64B"),
