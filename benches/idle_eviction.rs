@@ -12,7 +12,7 @@
 //! tenant on the sibling hyperthread, cache flushes on VM exits), the walk
 //! after a long spin costs what a walk from L3 or DRAM does.
 //!
-//! Run `cargo bench --bench idle_eviction` (about 5 s). It prints a table
+//! Run `cargo bench --bench idle_eviction` (about 2 s). It prints a table
 //! and exits; nothing is judged.
 
 mod common;
